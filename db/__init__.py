@@ -1,0 +1,1 @@
+"""Storage: the LanceDB table of photos, its schema, filters and locks."""

@@ -1,0 +1,1 @@
+"""Training and export (needs the [train] extra): the only place that imports torch."""

@@ -1,0 +1,1 @@
+"""Indexing: photos to vectors (scan, decode, encode with the ONNX bundle)."""

@@ -1,0 +1,1 @@
+"""The ONNX model bundle: data files read by pixsearch.indexer.models."""

@@ -1,0 +1,1 @@
+"""Search: queries to results, the Python API and the CLI."""

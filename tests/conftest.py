@@ -1,0 +1,28 @@
+"""Shared fixtures: where the shared training data lies, and temporary databases."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    """The customer's data: $PIXSEARCH_DATA, else ../shared/data beside the checkout."""
+    candidates = [os.environ.get("PIXSEARCH_DATA"), REPO_ROOT.parent / "shared" / "data"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "practicum").is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of the shared data folder; skips the test with a reason when it is absent."""
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("shared data not found: set PIXSEARCH_DATA or place it at ../shared/data")
+    return path
