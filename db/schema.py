@@ -1,0 +1,99 @@
+"""The photos table's explicit Arrow schema and the facts recorded in its metadata.
+
+>>> schema = photo_schema(vector_dim=384, feature_dim=1280,
+...                       bundle_id="b1", space="label-bridge")
+>>> schema.field("vector").type
+FixedSizeListType(fixed_size_list<item: float>[384])
+>>> table_info(schema).bundle_id
+'b1'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+"""Bumped on every incompatible change of the table layout; a newer one is refused."""
+TABLE_NAME = "photos"
+
+_META_SCHEMA_VERSION = b"pixsearch.schema_version"
+_META_BUNDLE_ID = b"pixsearch.bundle_id"
+_META_SPACE = b"pixsearch.space"
+_META_VECTOR_DIM = b"pixsearch.vector_dim"
+_META_FEATURE_DIM = b"pixsearch.feature_dim"
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """What a table's metadata says about how its vectors were made."""
+
+    schema_version: int
+    bundle_id: str
+    space: str
+    vector_dim: int
+    feature_dim: int
+
+
+def photo_schema(*, vector_dim: int, feature_dim: int, bundle_id: str, space: str) -> pa.Schema:
+    """The schema of the photos table, with the bundle that made its vectors in the metadata."""
+    fields = [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("content_hash", pa.string(), nullable=False),
+        pa.field("size", pa.int64(), nullable=False),
+        pa.field("mtime_ns", pa.int64(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("format", pa.string(), nullable=False),
+        pa.field("vector", pa.list_(pa.float32(), vector_dim), nullable=False),
+        # The image encoder's raw pooled features: a new head re-projects every row from them
+        # without decoding a photo again. float16 halves their size; heads run in float32.
+        pa.field("features", pa.list_(pa.float16(), feature_dim), nullable=False),
+        pa.field("caption", pa.string()),
+        pa.field("child_score", pa.float32(), nullable=False),
+        pa.field("restricted", pa.bool_(), nullable=False),
+        pa.field("indexed_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+    metadata = {
+        _META_SCHEMA_VERSION: str(SCHEMA_VERSION).encode(),
+        _META_BUNDLE_ID: bundle_id.encode(),
+        _META_SPACE: space.encode(),
+        _META_VECTOR_DIM: str(vector_dim).encode(),
+        _META_FEATURE_DIM: str(feature_dim).encode(),
+    }
+    return pa.schema(fields, metadata=metadata)
+
+
+def table_info(schema: pa.Schema) -> TableInfo:
+    """Read the pixsearch facts from a table schema (a table without them is schema 0)."""
+    meta = schema.metadata or {}
+
+    def text(key: bytes, default: str = "") -> str:
+        return meta.get(key, default.encode()).decode()
+
+    return TableInfo(
+        schema_version=int(text(_META_SCHEMA_VERSION, "0")),
+        bundle_id=text(_META_BUNDLE_ID),
+        space=text(_META_SPACE),
+        vector_dim=int(text(_META_VECTOR_DIM, "0")),
+        feature_dim=int(text(_META_FEATURE_DIM, "0")),
+    )
+
+
+RESULT_COLUMNS = (
+    "id",
+    "path",
+    "content_hash",
+    "size",
+    "mtime_ns",
+    "width",
+    "height",
+    "format",
+    "caption",
+    "child_score",
+    "restricted",
+    "indexed_at",
+)
+"""Columns returned with a search result (everything but the vectors)."""

@@ -1,0 +1,268 @@
+"""The photos table in LanceDB: open/create with checks, upsert, delete, vector search.
+
+>>> import tempfile
+>>> from pixsearch.db.schema import photo_schema
+>>> store = PhotoStore(tempfile.mkdtemp())
+>>> store.table_info() is None
+True
+>>> schema = photo_schema(vector_dim=2, feature_dim=3, bundle_id="b1", space="demo")
+>>> store.ensure_table(schema)
+>>> store.count()
+0
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from pixsearch.db.errors import (
+    BundleMismatchError,
+    DatabaseError,
+    DatabaseLockedError,
+    SchemaVersionError,
+)
+from pixsearch.db.schema import RESULT_COLUMNS, SCHEMA_VERSION, TABLE_NAME, TableInfo, table_info
+
+os.environ.setdefault("LANCEDB_LOG", "error")
+
+import lancedb
+
+LOCK_FILE = ".pixsearch-writer.lock"
+KEEP_OLD_VERSIONS_FOR = timedelta(minutes=2)
+"""Old table versions younger than this survive a clean-up, so that a reader that opened one
+just before a write can finish its query."""
+_SCALAR_INDEXES = {"restricted": "BITMAP", "format": "BITMAP", "path": "BTREE", "id": "BTREE"}
+
+
+class PhotoStore:
+    """One pixsearch database: a folder (or object-store URI) holding the ``photos`` table.
+
+    Readers never block; writers take :meth:`writer_lock` so that only one process writes.
+    """
+
+    def __init__(self, uri: str | Path, *, storage_options: dict[str, str] | None = None):
+        self.uri = str(uri)
+        self.storage_options = storage_options
+        self._db: Any = None
+        self._table: Any = None
+
+    # -- connection -------------------------------------------------------------------------
+    @property
+    def is_local(self) -> bool:
+        """True when the database is a folder on this machine (not ``s3://`` and the like)."""
+        return "://" not in self.uri or self.uri.startswith("file://")
+
+    def _connect(self) -> Any:
+        if self._db is None:
+            if self.is_local:
+                Path(self.uri).mkdir(parents=True, exist_ok=True)
+            with _translated_errors(f"open the database at {self.uri}"):
+                self._db = lancedb.connect(
+                    self.uri,
+                    # Every read sees the latest committed version, also one written by
+                    # another process (an index run while a server searches).
+                    read_consistency_interval=timedelta(0),
+                    storage_options=self.storage_options,
+                )
+        return self._db
+
+    def _open(self) -> Any | None:
+        if self._table is None:
+            db = self._connect()
+            with _translated_errors(f"open the photos table in {self.uri}"):
+                if TABLE_NAME not in db.list_tables().tables:
+                    return None
+                self._table = db.open_table(TABLE_NAME)
+        return self._table
+
+    @property
+    def table(self) -> Any:
+        """The LanceDB table; raises ``DatabaseError`` when the database has none yet."""
+        table = self._open()
+        if table is None:
+            raise DatabaseError(
+                f"no photos indexed in {self.uri} yet: run `pixsearch index PATH` first"
+            )
+        return table
+
+    def table_info(self) -> TableInfo | None:
+        """The table's metadata (bundle id, dims, schema version), or None without a table."""
+        table = self._open()
+        return None if table is None else table_info(table.schema)
+
+    def ensure_table(self, schema: pa.Schema) -> None:
+        """Create the table with ``schema`` or check that the existing one is compatible."""
+        expected = table_info(schema)
+        info = self.table_info()
+        if info is None:
+            with _translated_errors(f"create the photos table in {self.uri}"):
+                self._table = self._connect().create_table(TABLE_NAME, schema=schema, exist_ok=True)
+            return
+        check_compatible(info, expected, self.uri)
+
+    # -- reads ------------------------------------------------------------------------------
+    def count(self, where: str | None = None) -> int:
+        """Number of rows, optionally of those matching a SQL predicate."""
+        table = self._open()
+        if table is None:
+            return 0
+        with _translated_errors("count rows"):
+            return int(table.count_rows(where) if where else table.count_rows())
+
+    def scan(self, columns: Sequence[str], where: str | None = None) -> pa.Table:
+        """Read whole columns (optionally filtered) as an Arrow table."""
+        table = self._open()
+        if table is None:
+            return pa.table({name: [] for name in columns})
+        with _translated_errors("read the photos table"):
+            query = table.search().select(list(columns)).limit(None)
+            if where:
+                query = query.where(where)
+            return query.to_arrow()
+
+    def search(
+        self, vector: np.ndarray, *, k: int, where: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The ``k`` rows nearest to ``vector`` (cosine) among those matching ``where``.
+
+        The filter is applied *before* the vector search (prefilter), so ``k`` results come
+        back whenever ``k`` rows match, and nothing that fails the filter is ever returned.
+        Each row has a ``score`` = cosine similarity.
+        """
+        table = self.table
+        with _translated_errors("search the photos table"):
+            query = (
+                table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
+                .distance_type("cosine")
+                .select(list(RESULT_COLUMNS))
+                .limit(k)
+            )
+            if where:
+                query = query.where(where, prefilter=True)
+            rows = query.to_list()
+        for row in rows:
+            row["score"] = 1.0 - float(row.pop("_distance"))
+        return rows
+
+    def rows_by_id(self, ids: Sequence[str], columns: Sequence[str]) -> pa.Table:
+        """Rows whose ``id`` is in ``ids`` (in table order)."""
+        if not ids:
+            return pa.table({name: [] for name in columns})
+        return self.scan(columns, where=f"id IN ({', '.join(_quote(i) for i in ids)})")
+
+    # -- writes -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def writer_lock(self, *, wait_seconds: float = 0.0) -> Iterator[None]:
+        """Hold the single-writer lock; ``DatabaseLockedError`` if another process has it.
+
+        Object-store databases have no lock file: run one writer job at a time there.
+        """
+        if not self.is_local:
+            yield
+            return
+        from filelock import FileLock, Timeout
+
+        Path(self.uri).mkdir(parents=True, exist_ok=True)
+        lock = FileLock(os.path.join(self.uri, LOCK_FILE))
+        try:
+            lock.acquire(timeout=wait_seconds)
+        except Timeout as error:
+            raise DatabaseLockedError(
+                f"another pixsearch process is writing to {self.uri}; wait for it to finish "
+                "(or pass --wait SECONDS) and run again"
+            ) from error
+        except OSError as error:
+            raise DatabaseError(f"cannot take the writer lock in {self.uri}: {error}") from error
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def upsert(self, rows: pa.Table) -> None:
+        """Insert rows, replacing any with the same ``id`` (one atomic commit)."""
+        if rows.num_rows == 0:
+            return
+        with _translated_errors("write photos"):
+            (
+                self.table.merge_insert("id")
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .execute(rows)
+            )
+
+    def delete_ids(self, ids: Sequence[str], *, chunk: int = 500) -> int:
+        """Delete rows by id; returns how many ids were asked for."""
+        for start in range(0, len(ids), chunk):
+            part = ids[start : start + chunk]
+            with _translated_errors("delete photos"):
+                self.table.delete(f"id IN ({', '.join(_quote(i) for i in part)})")
+        return len(ids)
+
+    def update_where(self, where: str | None, values: dict[str, Any]) -> None:
+        """Set columns to constant values on matching rows (e.g. re-scored policy fields)."""
+        with _translated_errors("update photos"):
+            self.table.update(where=where, values=values)
+
+    def replace_all(self, rows: pa.Table, schema: pa.Schema) -> None:
+        """Atomically replace the whole table (new bundle): readers see old or new, never half."""
+        with _translated_errors("rewrite the photos table"):
+            self._table = self._connect().create_table(
+                TABLE_NAME, data=rows.cast(schema), schema=schema, mode="overwrite"
+            )
+
+    def optimize(self) -> None:
+        """Compact files, refresh indexes, drop old versions; build scalar indexes once."""
+        table = self._open()
+        if table is None or table.count_rows() == 0:
+            return
+        with _translated_errors("optimize the photos table"):
+            existing = {tuple(index.columns) for index in table.list_indices()}
+            for column, kind in _SCALAR_INDEXES.items():
+                if (column,) not in existing:
+                    table.create_scalar_index(column, index_type=kind)
+            table.optimize(cleanup_older_than=KEEP_OLD_VERSIONS_FOR)
+
+    def version(self) -> int:
+        """The table's current version number (0 without a table)."""
+        table = self._open()
+        return 0 if table is None else int(table.version)
+
+
+def check_compatible(found: TableInfo, expected: TableInfo, uri: str) -> None:
+    """Refuse a table from a newer pixsearch, or one built with another model bundle."""
+    if found.schema_version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"the database at {uri} was written by a newer pixsearch (table schema "
+            f"{found.schema_version}, this one reads up to {SCHEMA_VERSION}); upgrade pixsearch "
+            "to open it. Nothing was changed."
+        )
+    if found.bundle_id != expected.bundle_id or found.vector_dim != expected.vector_dim:
+        raise BundleMismatchError(
+            f"the database at {uri} was built with model bundle {found.bundle_id!r} "
+            f"({found.space}, {found.vector_dim}-d), but this pixsearch uses "
+            f"{expected.bundle_id!r} ({expected.space}, {expected.vector_dim}-d); run "
+            f"`pixsearch reindex --db {uri}` to re-encode it"
+        )
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@contextlib.contextmanager
+def _translated_errors(action: str) -> Iterator[None]:
+    """Turn storage failures (disk full, read-only folder, corrupt files) into DatabaseError."""
+    try:
+        yield
+    except (DatabaseError, KeyboardInterrupt):
+        raise
+    except (OSError, RuntimeError, ValueError) as error:
+        raise DatabaseError(f"could not {action}: {error}") from error

@@ -1,0 +1,384 @@
+"""Index a folder of photos into the store: incremental, batched, failures logged not fatal.
+
+A run reads each new or changed file once (hash and decode from the same bytes) in a thread
+pool with bounded look-ahead, so the encoder only runs forward passes; it commits rows in
+batches (one LanceDB version per batch), so a killed run loses at most one batch and the next
+run picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from pixsearch.db.errors import ImageDecodeError
+from pixsearch.db.schema import photo_schema
+from pixsearch.db.store import PhotoStore
+from pixsearch.indexer.preprocess import DecodedPhoto, load_photo
+from pixsearch.indexer.scan import FileEntry, scan_photos
+
+log = logging.getLogger("pixsearch.indexer")
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` while files are processed."""
+
+_REUSED_COLUMNS = [
+    "content_hash",
+    "vector",
+    "features",
+    "width",
+    "height",
+    "format",
+    "caption",
+    "child_score",
+    "restricted",
+]
+
+
+def photo_id(path: str) -> str:
+    """Stable row id of a photo path (16 hex digits).
+
+    >>> photo_id("/photos/cat.jpg")
+    '33760b6078e9613f'
+    """
+    return hashlib.blake2b(path.encode("utf-8"), digest_size=8).hexdigest()
+
+
+@dataclass
+class IndexReport:
+    """What an index run did, for the CLI summary and for callers."""
+
+    added: int = 0
+    updated: int = 0
+    renamed: int = 0
+    reused: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    encoded: int = 0
+    seconds: float = 0.0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def images_per_second(self) -> float:
+        """Photos decoded and encoded per second of the whole run."""
+        return self.encoded / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        """One line for people: counts, time and rate."""
+        return (
+            f"added {self.added}, updated {self.updated}, renamed {self.renamed}, "
+            f"removed {self.removed}, unchanged {self.unchanged}, skipped {len(self.skipped)}, "
+            f"failed {len(self.failed)}; encoded {self.encoded} photos in {self.seconds:.1f} s "
+            f"({self.images_per_second:.1f} images/s)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary."""
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "renamed": self.renamed,
+            "reused": self.reused,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "encoded": self.encoded,
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.images_per_second, 2),
+            "failed": [{"path": p, "reason": r} for p, r in self.failed],
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+        }
+
+
+@dataclass
+class _Read:
+    """One file after the worker read it: its bytes' hash and, when needed, the pixels."""
+
+    entry: FileEntry
+    content_hash: str = ""
+    photo: DecodedPhoto | None = None
+    error: str | None = None
+
+
+class Indexer:
+    """Turns photo files into rows of the store with a model bundle."""
+
+    def __init__(
+        self,
+        store: PhotoStore,
+        bundle: Any,
+        *,
+        batch_size: int = 32,
+        write_batch: int = 512,
+        workers: int | None = None,
+    ):
+        self.store = store
+        self.bundle = bundle
+        self.batch_size = batch_size
+        self.write_batch = write_batch
+        self.workers = workers or min(8, (os.cpu_count() or 2) + 2)
+        self.schema = photo_schema(
+            vector_dim=bundle.vector_dim,
+            feature_dim=bundle.feature_dim,
+            bundle_id=bundle.id,
+            space=bundle.space.name,
+        )
+
+    def index(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        remove_missing: bool = True,
+        include_hidden: bool = False,
+        progress: ProgressCallback | None = None,
+        wait_seconds: float = 0.0,
+    ) -> IndexReport:
+        """Index every photo under ``root``; unchanged files cost a ``stat`` only."""
+        started = time.perf_counter()
+        report = IndexReport()
+        with self.store.writer_lock(wait_seconds=wait_seconds):
+            self.store.ensure_table(self.schema)
+            scan = scan_photos(root, include_hidden=include_hidden)
+            report.skipped.extend(scan.skipped)
+            known = self.store.scan(["id", "path", "size", "mtime_ns", "content_hash"])
+            by_path = {row["path"]: row for row in known.to_pylist()}
+            known_hashes = {row["content_hash"]: row["path"] for row in by_path.values()}
+            scanned = {entry.path for entry in scan.files}
+            todo: list[FileEntry] = []
+            for entry in scan.files:
+                old = by_path.get(entry.path)
+                if old and old["size"] == entry.size and old["mtime_ns"] == entry.mtime_ns:
+                    report.unchanged += 1
+                else:
+                    todo.append(entry)
+            if progress:
+                progress(report.unchanged, len(scan.files))
+            self._process(
+                todo,
+                by_path,
+                known_hashes,
+                scanned,
+                report,
+                progress,
+                done_before=report.unchanged,
+                total=len(scan.files),
+            )
+            if remove_missing:
+                gone = [
+                    row["id"]
+                    for path, row in by_path.items()
+                    if path not in scanned and _is_under(path, root)
+                ]
+                report.removed = self.store.delete_ids(gone)
+            if report.added or report.updated or report.renamed or report.removed:
+                self.store.optimize()
+        report.seconds = time.perf_counter() - started
+        for path, reason in report.failed:
+            log.warning("failed: %s: %s", path, reason)
+        return report
+
+    # -- internals --------------------------------------------------------------------------
+    def _process(
+        self,
+        todo: list[FileEntry],
+        by_path: dict[str, dict[str, Any]],
+        known_hashes: dict[str, str],
+        scanned: set[str],
+        report: IndexReport,
+        progress: ProgressCallback | None,
+        *,
+        done_before: int,
+        total: int,
+    ) -> None:
+        pending_rows: list[dict[str, Any]] = []
+        to_encode: list[_Read] = []
+        to_reuse: list[_Read] = []
+        done = done_before
+
+        def flush(force: bool = False) -> None:
+            if to_encode and (force or len(to_encode) >= self.batch_size):
+                pending_rows.extend(self._encode(to_encode, report))
+                to_encode.clear()
+            if to_reuse and (force or len(to_reuse) >= self.write_batch):
+                pending_rows.extend(self._reuse(to_reuse, report))
+                to_reuse.clear()
+            if pending_rows and (force or len(pending_rows) >= self.write_batch):
+                self.store.upsert(self._to_arrow(pending_rows))
+                pending_rows.clear()
+
+        for read in self._read_all(todo, set(known_hashes)):
+            done += 1
+            if read.error is not None:
+                report.failed.append((read.entry.path, read.error))
+            else:
+                old = by_path.get(read.entry.path)
+                if old is not None:
+                    report.updated += 1
+                elif read.content_hash in known_hashes:
+                    if known_hashes[read.content_hash] not in scanned:
+                        report.renamed += 1
+                    else:
+                        report.added += 1
+                else:
+                    report.added += 1
+                (to_encode if read.photo is not None else to_reuse).append(read)
+                flush()
+            if progress:
+                progress(done, total)
+        flush(force=True)
+
+    def _read_all(self, todo: list[FileEntry], reusable: set[str]) -> Iterator[_Read]:
+        """Read, hash and decode files in a thread pool, yielding in order, bounded ahead."""
+        window = max(2 * self.batch_size, 4 * self.workers)
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="pixsearch-read") as pool:
+            queue: deque[Future[_Read]] = deque()
+            entries = iter(todo)
+            for entry in entries:
+                queue.append(pool.submit(_read_one, entry, reusable))
+                if len(queue) >= window:
+                    break
+            while queue:
+                yield queue.popleft().result()
+                entry = next(entries, None)
+                if entry is not None:
+                    queue.append(pool.submit(_read_one, entry, reusable))
+
+    def _encode(self, reads: list[_Read], report: IndexReport) -> list[dict[str, Any]]:
+        pixels = np.stack([read.photo.pixels for read in reads if read.photo is not None])
+        features, _logits = self.bundle.image_encoder.encode(pixels)
+        vectors = self.bundle.space.image_vectors(features)
+        child_scores = self._child_scores(features)
+        report.encoded += len(reads)
+        now = datetime.now(UTC)
+        rows = []
+        for i, read in enumerate(reads):
+            assert read.photo is not None
+            rows.append(
+                {
+                    **self._file_fields(read, now),
+                    "width": read.photo.width,
+                    "height": read.photo.height,
+                    "format": read.photo.format,
+                    "vector": vectors[i],
+                    "features": features[i],
+                    "caption": None,
+                    "child_score": float(child_scores[i]),
+                    "restricted": bool(child_scores[i] >= self._child_threshold()),
+                }
+            )
+        return rows
+
+    def _reuse(self, reads: list[_Read], report: IndexReport) -> list[dict[str, Any]]:
+        """Rows for files whose content is already indexed under another path (no decode)."""
+        hashes = sorted({read.content_hash for read in reads})
+        where = "content_hash IN (" + ", ".join(f"'{h}'" for h in hashes) + ")"
+        found = {
+            row["content_hash"]: row
+            for row in self.store.scan(_REUSED_COLUMNS, where=where).to_pylist()
+        }
+        now = datetime.now(UTC)
+        rows = []
+        for read in reads:
+            source = found.get(read.content_hash)
+            if source is None:  # vanished meanwhile: decode it after all
+                try:
+                    read.photo = load_photo(read.entry.path)
+                except ImageDecodeError as error:
+                    report.failed.append((read.entry.path, str(error)))
+                    continue
+                rows.extend(self._encode([read], report))
+                continue
+            report.reused += 1
+            rows.append({**source, **self._file_fields(read, now)})
+        return rows
+
+    def _file_fields(self, read: _Read, now: datetime) -> dict[str, Any]:
+        return {
+            "id": photo_id(read.entry.path),
+            "path": read.entry.path,
+            "content_hash": read.content_hash,
+            "size": read.entry.size,
+            "mtime_ns": read.entry.mtime_ns,
+            "indexed_at": now,
+        }
+
+    def _child_scores(self, features: np.ndarray) -> np.ndarray:
+        classifier = getattr(self.bundle, "child_classifier", None)
+        if classifier is None:
+            return np.zeros(len(features), dtype=np.float32)
+        return np.asarray(classifier.scores(features), dtype=np.float32)
+
+    def _child_threshold(self) -> float:
+        classifier = getattr(self.bundle, "child_classifier", None)
+        return float(classifier.threshold) if classifier is not None else float("inf")
+
+    def _to_arrow(self, rows: list[dict[str, Any]]) -> pa.Table:
+        columns: dict[str, Any] = {}
+        for name in self.schema.names:
+            values = [row[name] for row in rows]
+            kind = self.schema.field(name).type
+            if name in ("vector", "features"):
+                dtype = np.float16 if name == "features" else np.float32
+                flat = np.asarray(
+                    np.stack([np.asarray(v, dtype=np.float32) for v in values]), dtype=dtype
+                ).ravel()
+                columns[name] = pa.FixedSizeListArray.from_arrays(pa.array(flat), kind.list_size)
+            else:
+                columns[name] = pa.array(values, type=kind)
+        return pa.table(columns, schema=self.schema)
+
+
+def _read_one(entry: FileEntry, reusable: set[str]) -> _Read:
+    """Worker: read the file once, hash its bytes, decode them unless already indexed."""
+    read = _Read(entry)
+    try:
+        entry.path.encode("utf-8")
+    except UnicodeEncodeError:
+        read.error = "file name is not valid UTF-8; rename the file"
+        return read
+    try:
+        with open(entry.path, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            data = handle.read()
+    except OSError as error:
+        read.error = f"cannot read: {error.strerror or error}"
+        return read
+    # size and mtime of the bytes we actually read (a file replaced since the scan counts).
+    read.entry = FileEntry(entry.path, info.st_size, info.st_mtime_ns)
+    read.content_hash = hashlib.sha256(data).hexdigest()
+    if read.content_hash in reusable:
+        return read
+    try:
+        read.photo = load_photo(io.BytesIO(data), name="")
+    except ImageDecodeError as error:
+        read.error = str(error)
+    return read
+
+
+def _is_under(path: str, root: str | os.PathLike[str]) -> bool:
+    base = os.path.abspath(root)
+    return path == base or path.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def iter_batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Split an iterable into lists of ``size`` (the last may be shorter)."""
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
