@@ -23,6 +23,7 @@ _META_BUNDLE_ID = b"pixsearch.bundle_id"
 _META_SPACE = b"pixsearch.space"
 _META_VECTOR_DIM = b"pixsearch.vector_dim"
 _META_FEATURE_DIM = b"pixsearch.feature_dim"
+_META_FEATURE_SOURCE = b"pixsearch.feature_source"
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,17 @@ class TableInfo:
     space: str
     vector_dim: int
     feature_dim: int
+    feature_source: str = ""
 
 
-def photo_schema(*, vector_dim: int, feature_dim: int, bundle_id: str, space: str) -> pa.Schema:
-    """The schema of the photos table, with the bundle that made its vectors in the metadata."""
+def photo_schema(
+    *, vector_dim: int, feature_dim: int, bundle_id: str, space: str, feature_source: str = ""
+) -> pa.Schema:
+    """The schema of the photos table, with the bundle that made its vectors in the metadata.
+
+    ``feature_source`` identifies the image encoder that made the ``features`` column: while it
+    is unchanged, a new embedding space re-projects stored features instead of decoding photos.
+    """
     fields = [
         pa.field("id", pa.string(), nullable=False),
         pa.field("path", pa.string(), nullable=False),
@@ -62,6 +70,7 @@ def photo_schema(*, vector_dim: int, feature_dim: int, bundle_id: str, space: st
         _META_SPACE: space.encode(),
         _META_VECTOR_DIM: str(vector_dim).encode(),
         _META_FEATURE_DIM: str(feature_dim).encode(),
+        _META_FEATURE_SOURCE: feature_source.encode(),
     }
     return pa.schema(fields, metadata=metadata)
 
@@ -79,6 +88,7 @@ def table_info(schema: pa.Schema) -> TableInfo:
         space=text(_META_SPACE),
         vector_dim=int(text(_META_VECTOR_DIM, "0")),
         feature_dim=int(text(_META_FEATURE_DIM, "0")),
+        feature_source=text(_META_FEATURE_SOURCE),
     )
 
 

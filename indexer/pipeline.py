@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +45,23 @@ _REUSED_COLUMNS = [
     "child_score",
     "restricted",
 ]
+
+
+def schema_for_bundle(bundle: Any) -> pa.Schema:
+    """The photos-table schema for vectors made by ``bundle`` (its id and dims in metadata)."""
+    return photo_schema(
+        vector_dim=bundle.vector_dim,
+        feature_dim=bundle.feature_dim,
+        bundle_id=bundle.id,
+        space=bundle.space.name,
+        feature_source=feature_source(bundle),
+    )
+
+
+def feature_source(bundle: Any) -> str:
+    """Identity of the image encoder that makes the stored ``features`` (its file hash)."""
+    files = bundle.manifest.get("files", {})
+    return str(files.get("image_encoder.onnx", "")) or bundle.id
 
 
 def photo_id(path: str) -> str:
@@ -129,12 +146,7 @@ class Indexer:
         self.batch_size = batch_size
         self.write_batch = write_batch
         self.workers = workers or min(8, (os.cpu_count() or 2) + 2)
-        self.schema = photo_schema(
-            vector_dim=bundle.vector_dim,
-            feature_dim=bundle.feature_dim,
-            bundle_id=bundle.id,
-            space=bundle.space.name,
-        )
+        self.schema = schema_for_bundle(bundle)
 
     def index(
         self,
@@ -215,7 +227,7 @@ class Indexer:
                 pending_rows.extend(self._reuse(to_reuse, report))
                 to_reuse.clear()
             if pending_rows and (force or len(pending_rows) >= self.write_batch):
-                self.store.upsert(self._to_arrow(pending_rows))
+                self.store.upsert(self.to_arrow(pending_rows))
                 pending_rows.clear()
 
         for read in self._read_all(todo, set(known_hashes)):
@@ -254,6 +266,28 @@ class Indexer:
                 entry = next(entries, None)
                 if entry is not None:
                     queue.append(pool.submit(_read_one, entry, reusable))
+
+    def encode_files(
+        self,
+        paths: Sequence[str],
+        report: IndexReport,
+        progress: ProgressCallback | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Decode and encode the given files (no reuse), yielding rows; failures go to report."""
+        batch: list[_Read] = []
+        entries = [FileEntry(path, 0, 0) for path in paths]
+        for done, read in enumerate(self._read_all(entries, set()), start=1):
+            if read.error is not None:
+                report.failed.append((read.entry.path, read.error))
+            else:
+                batch.append(read)
+            if len(batch) >= self.batch_size:
+                yield from self._encode(batch, report)
+                batch = []
+            if progress:
+                progress(done, len(entries))
+        if batch:
+            yield from self._encode(batch, report)
 
     def _encode(self, reads: list[_Read], report: IndexReport) -> list[dict[str, Any]]:
         pixels = np.stack([read.photo.pixels for read in reads if read.photo is not None])
@@ -324,7 +358,8 @@ class Indexer:
         classifier = getattr(self.bundle, "child_classifier", None)
         return float(classifier.threshold) if classifier is not None else float("inf")
 
-    def _to_arrow(self, rows: list[dict[str, Any]]) -> pa.Table:
+    def to_arrow(self, rows: list[dict[str, Any]]) -> pa.Table:
+        """Rows (dicts) as an Arrow table of the photos schema."""
         columns: dict[str, Any] = {}
         for name in self.schema.names:
             values = [row[name] for row in rows]

@@ -1,0 +1,280 @@
+"""``ImageSearch``: the Python API of pixsearch (index a folder, search it in plain words).
+
+>>> from pixsearch.search import ImageSearch
+>>> engine = ImageSearch(db=tmp_db)                       # doctest: +SKIP
+>>> engine.index("~/Pictures").summary()                  # doctest: +SKIP
+'added 812, updated 0, renamed 0, removed 0, ...'
+>>> for hit in engine.search("a dog catching a frisbee", k=3):   # doctest: +SKIP
+...     print(f"{hit.score:.3f} {hit.path}")
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from pixsearch.db.errors import DatabaseError, InvalidInputError
+from pixsearch.db.filters import Filter, combine
+from pixsearch.db.store import PhotoStore
+from pixsearch.indexer.pipeline import (
+    Indexer,
+    IndexReport,
+    ProgressCallback,
+    feature_source,
+    schema_for_bundle,
+)
+from pixsearch.search.locations import resolve_db
+from pixsearch.search.results import DatabaseStats, SearchResponse, SearchResult
+
+MAX_K = 1000
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
+_SPACES = re.compile(r"\s+")
+
+
+def clean_query(text: str) -> str:
+    """Normalise a query: NFC, control and zero-width characters removed, spaces collapsed.
+
+    >>> clean_query("  a\\tcat\\x00 on a\\u200b mat  ")
+    'a cat on a mat'
+    """
+    if not isinstance(text, str):
+        raise InvalidInputError(f"a query must be text, not {type(text).__name__}")
+    text = unicodedata.normalize("NFC", text.encode("utf-8", "replace").decode("utf-8"))
+    text = _CONTROL.sub(" ", text.replace("\ufffd", " "))
+    return _SPACES.sub(" ", text).strip()
+
+
+class ImageSearch:
+    """An embedded photo-search database.
+
+    ``db`` is a folder or object-store URI (default: ``$PIXSEARCH_DB``, else
+    ``~/.local/share/pixsearch/db``); ``policy`` is the content-policy profile applied when a
+    call does not name one (``"strict"``: queries about children are blocked and photos flagged
+    as showing children are never returned; ``"none"``: no restriction).
+    """
+
+    def __init__(
+        self,
+        db: str | os.PathLike[str] | None = None,
+        *,
+        bundle: Any = None,
+        policy: str = "strict",
+        storage_options: dict[str, str] | None = None,
+    ):
+        self.uri = resolve_db(db)
+        self.store = PhotoStore(self.uri, storage_options=storage_options)
+        self._bundle = bundle
+        self.default_policy = _profile(policy).name
+
+    @cached_property
+    def bundle(self) -> Any:
+        """The ONNX model bundle (loaded on first use; its sessions start lazily too)."""
+        if self._bundle is not None:
+            return self._bundle
+        from pixsearch.indexer.models import ModelBundle
+
+        return ModelBundle.load()
+
+    # -- indexing ---------------------------------------------------------------------------
+    def index(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        remove_missing: bool = True,
+        include_hidden: bool = False,
+        progress: ProgressCallback | None = None,
+        wait_seconds: float = 0.0,
+    ) -> IndexReport:
+        """Add or refresh every photo under ``path``; files gone from it are removed."""
+        folder = os.path.expanduser(os.fspath(path))
+        if not os.path.exists(folder):
+            raise InvalidInputError(f"{folder} does not exist: give a folder or photo file")
+        return Indexer(self.store, self.bundle).index(
+            folder,
+            remove_missing=remove_missing,
+            include_hidden=include_hidden,
+            progress=progress,
+            wait_seconds=wait_seconds,
+        )
+
+    def reindex(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+        wait_seconds: float = 0.0,
+    ) -> IndexReport:
+        """Rebuild every row with the current model bundle, then index ``path`` if given.
+
+        While the image encoder is unchanged, rows are re-projected from their stored
+        features (no photo is decoded); otherwise the photos are read again. The new table
+        replaces the old one in one commit: searches see the old or the new, never a mix.
+        """
+        report = IndexReport()
+        info = self.store.table_info()
+        if info is not None:
+            report = self._rebuild(info.feature_source, progress, wait_seconds)
+        if path is not None:
+            folder_report = self.index(path, progress=progress, wait_seconds=wait_seconds)
+            folder_report.encoded += report.encoded
+            folder_report.updated += report.updated
+            folder_report.failed.extend(report.failed)
+            return folder_report
+        return report
+
+    def _rebuild(
+        self, stored_source: str, progress: ProgressCallback | None, wait_seconds: float
+    ) -> IndexReport:
+        import time
+
+        started = time.perf_counter()
+        bundle = self.bundle
+        schema = schema_for_bundle(bundle)
+        same_encoder = stored_source == feature_source(bundle)
+        with self.store.writer_lock(wait_seconds=wait_seconds):
+            rows = self.store.scan(schema.names)
+            report = IndexReport()
+            if same_encoder and rows.num_rows:
+                features = _matrix(rows.column("features")).astype(np.float32)
+                vectors = bundle.space.image_vectors(features)
+                rows = rows.set_column(
+                    rows.schema.get_field_index("vector"),
+                    schema.field("vector"),
+                    pa.FixedSizeListArray.from_arrays(
+                        pa.array(vectors.astype(np.float32).ravel()), vectors.shape[1]
+                    ),
+                )
+                report.updated = rows.num_rows
+            elif rows.num_rows:
+                rows, report = self._reencode(rows, schema, progress)
+            self.store.replace_all(rows, schema)
+            self.store.optimize()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _reencode(
+        self, rows: pa.Table, schema: pa.Schema, progress: ProgressCallback | None
+    ) -> tuple[pa.Table, IndexReport]:
+        """Decode every stored photo again for a new image encoder; missing files drop out."""
+        indexer = Indexer(self.store, self.bundle)
+        report = IndexReport()
+        paths = rows.column("path").to_pylist()
+        kept = list(indexer.encode_files(paths, report, progress))
+        report.updated = len(kept)
+        report.removed = len(paths) - len(kept)
+        return (indexer.to_arrow(kept) if kept else schema.empty_table()), report
+
+    def remove(self, paths: Iterable[str | os.PathLike[str]]) -> int:
+        """Forget photos by path (a folder removes everything under it); returns rows removed."""
+        from pixsearch.indexer.pipeline import photo_id
+
+        targets = [os.path.abspath(os.path.expanduser(os.fspath(p))) for p in paths]
+        with self.store.writer_lock():
+            before = self.store.count()
+            ids = {photo_id(p) for p in targets}
+            for folder in targets:
+                prefix = folder.rstrip(os.sep) + os.sep
+                for row in self.store.scan(["id", "path"]).to_pylist():
+                    if row["path"].startswith(prefix):
+                        ids.add(row["id"])
+            self.store.delete_ids(sorted(ids))
+            return before - self.store.count()
+
+    # -- querying ---------------------------------------------------------------------------
+    def search(
+        self,
+        text: str,
+        k: int = 10,
+        *,
+        filters: Sequence[Filter | str] = (),
+        policy: str | None = None,
+        min_score: float | None = None,
+    ) -> SearchResponse:
+        """The ``k`` photos that best match ``text``, best first.
+
+        ``filters`` are ``Filter(field, op, value)`` objects or strings such as
+        ``"width>=1000"``; under a restricting policy, photos flagged as showing children are
+        excluded inside the vector search (a prefilter), so ``k`` results still come back.
+        """
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+            raise InvalidInputError(f"k must be a whole number from 1 to {MAX_K}, not {k!r}")
+        profile = _profile(policy or self.default_policy)
+        query = clean_query(text)
+        if not query:
+            raise InvalidInputError("the query is empty: describe the photo you are looking for")
+        where = combine(
+            filters, *(["restricted = false"] if profile.excludes_restricted_photos else [])
+        )
+        decision = _check_query(query, profile)
+        if decision.blocked:
+            return SearchResponse(query, True, decision.message, [], profile.name)
+        warnings: list[str] = []
+        encoder = self.bundle.text_encoder
+        tokens = encoder.token_count(query)
+        if tokens > encoder.max_tokens:
+            warnings.append(
+                f"query is {tokens} tokens long; only the first {encoder.max_tokens} are used"
+            )
+        if self.store.table_info() is None:
+            raise DatabaseError(
+                f"no photos indexed in {self.uri} yet: run `pixsearch index PATH` first"
+            )
+        self._check_bundle()
+        query_vector = self.bundle.space.text_vectors(encoder.encode([query]))[0]
+        rows = self.store.search(query_vector, k=k, where=where)
+        results = [SearchResult.from_row(row) for row in rows]
+        if min_score is not None:
+            results = [result for result in results if result.score >= min_score]
+        return SearchResponse(query, False, None, results, profile.name, warnings)
+
+    def _check_bundle(self) -> None:
+        from pixsearch.db.schema import table_info
+        from pixsearch.db.store import check_compatible
+
+        info = self.store.table_info()
+        if info is not None:
+            check_compatible(info, table_info(schema_for_bundle(self.bundle)), self.uri)
+
+    def stats(self) -> DatabaseStats:
+        """Counts and the model facts of the database (works without loading any model)."""
+        info = self.store.table_info()
+        formats: dict[str, int] = {}
+        if info is not None:
+            for value in self.store.scan(["format"]).column("format").to_pylist():
+                formats[value] = formats.get(value, 0) + 1
+        return DatabaseStats(
+            uri=self.uri,
+            photos=self.store.count(),
+            restricted=self.store.count("restricted = true") if info else 0,
+            bundle_id=info.bundle_id if info else None,
+            space=info.space if info else None,
+            vector_dim=info.vector_dim if info else None,
+            schema_version=info.schema_version if info else None,
+            table_version=self.store.version(),
+            formats=dict(sorted(formats.items())),
+        )
+
+
+def _matrix(column: pa.ChunkedArray) -> np.ndarray:
+    array = column.combine_chunks()
+    width = array.type.list_size
+    return array.values.to_numpy(zero_copy_only=False).reshape(-1, width)
+
+
+def _profile(name: str) -> Any:
+    from pixsearch.indexer.policy import get_profile
+
+    return get_profile(name)
+
+
+def _check_query(query: str, profile: Any) -> Any:
+    from pixsearch.indexer.policy import check_query
+
+    return check_query(query, profile)
