@@ -103,21 +103,54 @@ class ConstantModel:
         return np.full(len(pairs), self.value, dtype=np.float64)
 
 
-class LinearModel:
-    """``LinearRegression`` (``alpha=None``) or ``Ridge(alpha)`` on the standardised concat."""
+RIDGE_ALPHAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)
 
-    def __init__(self, alpha: float | None = None) -> None:
+
+class LinearModel:
+    """``LinearRegression`` (``alpha=None``) or ``Ridge`` on the standardised concatenation.
+
+    ``alpha="cv"`` picks the ridge strength from ``RIDGE_ALPHAS`` by 3-fold cross-validation
+    grouped by photo inside the training part (the validation part is never looked at).
+    """
+
+    def __init__(self, alpha: float | str | None = None) -> None:
         self.alpha = alpha
-        self.name = "linear regression" if alpha is None else f"ridge (alpha={alpha:g})"
+        self.chosen_alpha: float | None = None if alpha in (None, "cv") else float(alpha)
         self.model: Any = None
 
-    def fit(self, pairs: PairSet, y: np.ndarray) -> LinearModel:
+    @property
+    def name(self) -> str:
+        if self.alpha is None:
+            return "linear regression"
+        return f"ridge (alpha={self.chosen_alpha:g})" if self.chosen_alpha else "ridge"
+
+    def _pipeline(self, alpha: float | None) -> Any:
         from sklearn.linear_model import LinearRegression, Ridge
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        head = LinearRegression() if self.alpha is None else Ridge(alpha=self.alpha)
-        self.model = make_pipeline(StandardScaler(), head).fit(pairs.design_matrix(), y)
+        head = LinearRegression() if alpha is None else Ridge(alpha=alpha)
+        return make_pipeline(StandardScaler(), head)
+
+    def fit(self, pairs: PairSet, y: np.ndarray) -> LinearModel:
+        x = pairs.design_matrix()
+        if self.alpha == "cv":
+            from sklearn.model_selection import GroupKFold
+
+            folds = list(GroupKFold(n_splits=3).split(x, y, groups=pairs.image_index))
+            scores = {
+                alpha: np.mean(
+                    [
+                        rmse(
+                            y[b], np.clip(self._pipeline(alpha).fit(x[a], y[a]).predict(x[b]), 0, 1)
+                        )
+                        for a, b in folds
+                    ]
+                )
+                for alpha in RIDGE_ALPHAS
+            }
+            self.chosen_alpha = min(scores, key=scores.__getitem__)
+        self.model = self._pipeline(self.chosen_alpha).fit(x, y)
         return self
 
     def predict(self, pairs: PairSet) -> np.ndarray:

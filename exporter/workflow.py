@@ -58,7 +58,7 @@ def policy_disclaimer() -> str:
         from pixsearch.indexer import policy
     except ImportError:
         return DEFAULT_DISCLAIMER
-    for name in ("DISCLAIMER", "disclaimer", "DISCLAIMER_TEXT"):
+    for name in ("default_disclaimer", "DEFAULT_DISCLAIMER", "DISCLAIMER"):
         value = getattr(policy, name, None)
         if isinstance(value, str):
             return value
@@ -290,7 +290,7 @@ def run_train(
     from pixsearch.exporter.regression import MLPConfig
 
     config = mlp_config or MLPConfig(seed=seed)
-    models = [ConstantModel(), LinearModel(), LinearModel(alpha=1000.0), PairMLP(config)]
+    models = [ConstantModel(), LinearModel(), LinearModel(alpha="cv"), PairMLP(config)]
     started = time.perf_counter()
     results = compare_models(
         models, train, y[train_rows], val, y[val_rows], train_groups=train_groups
