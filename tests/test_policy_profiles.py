@@ -1,0 +1,96 @@
+"""Policy profiles: strict blocks child queries with the disclaimer, none lets them run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from pixsearch.db.errors import InvalidInputError
+from pixsearch.indexer.policy import (
+    DEFAULT_DISCLAIMER,
+    DEFAULT_PROFILE,
+    DISCLAIMER_ENV,
+    PROFILES,
+    PolicyDecision,
+    PolicyProfile,
+    check_query,
+    default_disclaimer,
+    get_profile,
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_disclaimer_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(DISCLAIMER_ENV, raising=False)
+
+
+def test_builtin_profiles() -> None:
+    assert DEFAULT_PROFILE == "strict"
+    assert {"strict", "none"} <= set(PROFILES)
+    strict, none = get_profile("strict"), get_profile("none")
+    assert strict.blocks_child_queries and strict.excludes_restricted_photos
+    assert not none.blocks_child_queries and not none.excludes_restricted_photos
+    assert strict.disclaimer == DEFAULT_DISCLAIMER
+    assert DEFAULT_DISCLAIMER == "This content is unavailable in your country due to local law"
+    assert get_profile() == strict
+    assert get_profile("  STRICT ") == strict
+
+
+def test_profiles_are_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        get_profile("strict").blocks_child_queries = False  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        check_query("kids", get_profile()).blocked = False  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("query", ["two kids on a swing", "Маленький МАЛЬЧИК", "a 6-year-old"])
+def test_strict_blocks_child_query_with_disclaimer(query: str) -> None:
+    decision = check_query(query, get_profile("strict"))
+    assert decision.blocked
+    assert decision.message == DEFAULT_DISCLAIMER
+    assert decision.terms
+
+
+@pytest.mark.parametrize("query", ["a dog on the beach", "kidney beans", "baby blue car"])
+def test_strict_lets_other_queries_run(query: str) -> None:
+    assert check_query(query, get_profile("strict")) == PolicyDecision(False, None, [])
+
+
+def test_none_lets_child_queries_run_and_reports_terms() -> None:
+    decision = check_query("two kids on a swing", get_profile("none"))
+    assert decision == PolicyDecision(blocked=False, message=None, terms=["kids"])
+
+
+@pytest.mark.parametrize("name", ["lenient", "", "strictest"])
+def test_unknown_profile_lists_valid_names(name: str) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        get_profile(name)
+    message = str(caught.value)
+    assert repr(name) in message
+    for valid in PROFILES:
+        assert valid in message
+    assert caught.value.exit_code == 2
+
+
+def test_custom_disclaimer() -> None:
+    text = "Nicht verfügbar in Ihrem Land"
+    custom = PolicyProfile("strict-de", True, True, text)
+    assert check_query("kids", custom).message == text
+    assert check_query("kids", get_profile("strict", disclaimer=text)).message == text
+
+
+def test_env_overrides_default_disclaimer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(DISCLAIMER_ENV, "  Not available here  ")
+    assert default_disclaimer() == "Not available here"
+    assert get_profile("strict").disclaimer == "Not available here"
+    # also for the built-in definitions used directly
+    assert check_query("kids", PROFILES["strict"]).message == "Not available here"
+    # a profile built with its own text keeps it
+    assert check_query("kids", PolicyProfile("x", True, True, "Own text")).message == "Own text"
+
+
+def test_blank_env_keeps_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(DISCLAIMER_ENV, "   ")
+    assert default_disclaimer() == DEFAULT_DISCLAIMER
+    assert check_query("kids", get_profile()).message == DEFAULT_DISCLAIMER
