@@ -59,9 +59,11 @@ def schema_for_bundle(bundle: Any) -> pa.Schema:
 
 
 def feature_source(bundle: Any) -> str:
-    """Identity of the image encoder that makes the stored ``features`` (its file hash)."""
-    files = bundle.manifest.get("files", {})
-    return str(files.get("image_encoder.onnx", "")) or bundle.id
+    """Identity of the image encoder that makes the stored ``features`` (its file's sha256)."""
+    try:
+        return str(bundle.files[bundle.manifest["models"]["image_encoder"]["file"]])
+    except (AttributeError, KeyError, TypeError):
+        return str(bundle.id)
 
 
 def photo_id(path: str) -> str:
