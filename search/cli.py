@@ -152,15 +152,29 @@ def search(
     paths_only: Annotated[
         bool, typer.Option("--paths-only", help="Print only the paths, one per line.")
     ] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write a self-contained HTML gallery to this file."),
+    ] = None,
+    open_page: Annotated[
+        bool, typer.Option("--open", help="Open the HTML gallery in the default browser.")
+    ] = False,
 ) -> None:
     """Find the photos that best match TEXT, best first.
 
-    Example: pixsearch search "a dog leaps to catch a frisbee" -k 5
+    Example: pixsearch search "a dog leaps to catch a frisbee" -k 5 --html dogs.html --open
     """
     try:
         response = _engine(db, policy).search(
             text, k=k, filters=where or [], policy=policy, min_score=min_score
         )
+        if html is not None or open_page:
+            from pixsearch.search.gallery import open_in_browser, save_gallery, temporary_page
+
+            page = save_gallery(response, html or temporary_page())
+            typer.echo(f"gallery: {page}", err=True)
+            if open_page:
+                open_in_browser(page)
     except PixsearchError as error:
         raise _fail(error) from error
     for warning in response.warnings:
@@ -265,7 +279,11 @@ def demo(
         raise _fail(error) from error
 
 
-_COMMAND_MODULES = ("pixsearch.exporter.export_cli", "pixsearch.exporter.workflow_cli")
+_COMMAND_MODULES = (
+    "pixsearch.exporter.export_cli",
+    "pixsearch.exporter.workflow_cli",
+    "pixsearch.search.serve_cli",
+)
 """Modules that add commands with ``register(app)``; they import torch only when run."""
 
 for _module_name in _COMMAND_MODULES:
