@@ -1,0 +1,57 @@
+"""``pixsearch export``: rebuild the ONNX model bundle from the PyTorch models.
+
+Importing this module is cheap: torch, transformers and optimum are imported inside the command.
+
+>>> import typer
+>>> app = typer.Typer()
+>>> register(app)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pixsearch.db.errors import MissingExtraError
+
+
+def default_out_dir() -> Path:
+    """The package's bundle folder (``indexer/bundle/``), which the runtime loads by default."""
+    return Path(__file__).resolve().parents[1] / "indexer" / "bundle"
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``export`` command to the pixsearch CLI."""
+
+    @app.command("export")
+    def export(
+        out: Annotated[
+            Path | None,
+            typer.Option(
+                "--out",
+                help="Folder to write the bundle to (default: the package's bundle folder).",
+            ),
+        ] = None,
+        parity: Annotated[
+            bool,
+            typer.Option(
+                "--parity/--no-parity", help="Refuse to write a model that drifts from PyTorch."
+            ),
+        ] = True,
+    ) -> None:
+        """Export the ONNX model bundle from the PyTorch models (needs the train extra)."""
+        import os
+
+        try:
+            import torch  # noqa: F401
+        except ImportError as error:
+            raise MissingExtraError(
+                'pixsearch export needs PyTorch and the exporters: pip install "pixsearch[train]"'
+            ) from error
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every weight ships in a package
+        from pixsearch.exporter.export_bundle import export_bundle
+
+        manifest = export_bundle(out or default_out_dir(), check_parity=parity, log=typer.echo)
+        typer.echo(f"bundle_id {manifest['bundle_id']}")

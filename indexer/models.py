@@ -1,0 +1,450 @@
+"""The ONNX model bundle at run time: onnxruntime + tokenizers + numpy, no torch.
+
+A bundle is a folder (``indexer/bundle/`` by default) written by ``pixsearch export``:
+``manifest.json`` plus the ONNX models, the tokenizer and the ImageNet class names it lists.
+Nothing heavy happens on :meth:`ModelBundle.load`: each ONNX session is created on first use,
+after the file's sha256 has been checked against the manifest, and then reused.
+
+>>> bundle = ModelBundle.load()
+>>> bundle.vector_dim, bundle.feature_dim, len(bundle.class_names)
+(384, 1280, 1000)
+>>> query = bundle.space.text_vectors(bundle.text_encoder.encode(["a dog on a beach"]))
+>>> query.shape
+(1, 384)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from pixsearch.db.errors import InvalidInputError, ModelBundleError
+
+BUNDLE_ENV = "PIXSEARCH_BUNDLE"
+"""Environment variable naming a bundle folder to use instead of the packaged one."""
+THREADS_ENV = "PIXSEARCH_THREADS"
+"""Environment variable capping onnxruntime's intra-op threads (default: all physical cores)."""
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+
+_FIX = 'reinstall pixsearch, or run "pixsearch export" to rebuild the bundle'
+
+
+def default_bundle_dir() -> Path:
+    """``$PIXSEARCH_BUNDLE`` if set, else the bundle folder installed with the package."""
+    override = os.environ.get(BUNDLE_ENV)
+    return Path(override) if override else Path(__file__).resolve().with_name("bundle")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verified_bytes(path: Path, expected_sha256: str | None) -> bytes:
+    """Read a bundle file, checking it against the manifest's sha256 when one is given."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelBundleError(
+            f"model bundle file {path.name} is missing ({path}); {_FIX}"
+        ) from None
+    except OSError as error:
+        raise ModelBundleError(
+            f"model bundle file {path.name} cannot be read ({error}); {_FIX}"
+        ) from error
+    if expected_sha256 is not None and hashlib.sha256(data).hexdigest() != expected_sha256:
+        raise ModelBundleError(
+            f"model bundle file {path.name} does not match its sha256 in {MANIFEST_NAME} "
+            f"(changed or damaged: {path}); {_FIX}"
+        )
+    return data
+
+
+def _providers() -> list[str]:
+    """CUDA first when this onnxruntime build has it, CPU always last."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider",) if p in available] + ["CPUExecutionProvider"]
+
+
+class OnnxModel:
+    """One ONNX file of a bundle, its session created lazily (thread-safe) and then reused.
+
+    >>> bundle = ModelBundle.load()
+    >>> bundle.image_encoder.model.input_names
+    ['pixels']
+    """
+
+    def __init__(self, path: Path, sha256: str | None = None) -> None:
+        self.path = Path(path)
+        self.sha256 = sha256
+        self._session: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def session(self) -> Any:
+        """The ``onnxruntime.InferenceSession``, created (after the hash check) on first use."""
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    self._session = self._create_session()
+        return self._session
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i.name for i in self.session.get_inputs()]
+
+    def _create_session(self) -> Any:
+        import onnxruntime as ort
+
+        data = _verified_bytes(self.path, self.sha256)
+        options = ort.SessionOptions()
+        # Full graph optimisation (constant folding, node fusions); cheap for models this size.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # One operator at a time: these graphs are chains, so parallelism is inside operators.
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.inter_op_num_threads = 1
+        # 0 = onnxruntime's default (one thread per physical core); PIXSEARCH_THREADS caps it,
+        # e.g. when decoding threads of the indexer share the machine.
+        options.intra_op_num_threads = int(os.environ.get(THREADS_ENV, "0") or 0)
+        options.log_severity_level = 3  # errors only: no warnings about unused initializers
+        try:
+            return ort.InferenceSession(data, sess_options=options, providers=_providers())
+        except Exception as error:  # onnxruntime raises its own untyped exceptions
+            raise ModelBundleError(
+                f"model bundle file {self.path.name} cannot be loaded by onnxruntime "
+                f"({error}); {_FIX}"
+            ) from error
+
+    def run(self, outputs: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run the session (``outputs=None`` returns every output)."""
+        return self.session.run(outputs, feeds)
+
+    def release(self) -> None:
+        """Drop the session (e.g. after indexing); the next call creates it again."""
+        with self._lock:
+            self._session = None
+
+
+class ImageEncoder:
+    """EfficientNet-Lite0: ``uint8`` NHWC pixels -> pooled features and ImageNet logits.
+
+    >>> bundle = ModelBundle.load()
+    >>> pixels = np.zeros((2, 224, 224, 3), dtype=np.uint8)
+    >>> features, logits = bundle.image_encoder.encode(pixels)
+    >>> features.shape, logits.shape
+    ((2, 1280), (2, 1000))
+    """
+
+    def __init__(
+        self, model: OnnxModel, image_size: int = 224, feature_dim: int = 1280, classes: int = 1000
+    ) -> None:
+        self.model = model
+        self.image_size = image_size
+        self.feature_dim = feature_dim
+        self.classes = classes
+
+    def encode(self, pixels: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        """Encode ``uint8`` pixels ``[N,224,224,3]`` (or one ``[224,224,3]`` photo).
+
+        Returns ``(features [N,1280], logits [N,1000])`` as float32. Normalisation happens
+        inside the graph; give the pixels exactly as :func:`pixsearch.indexer.preprocess.to_pixels`
+        returns them.
+        """
+        pixels = np.asarray(pixels)
+        if pixels.ndim == 3:
+            pixels = pixels[None]
+        size = self.image_size
+        if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[1:] != (size, size, 3):
+            raise InvalidInputError(
+                f"image encoder expects uint8 pixels of shape [N,{size},{size},3], got "
+                f"{pixels.dtype} {list(pixels.shape)}; use pixsearch.indexer.preprocess.to_pixels"
+            )
+        if len(pixels) == 0:
+            return (
+                np.zeros((0, self.feature_dim), np.float32),
+                np.zeros((0, self.classes), np.float32),
+            )
+        features, logits = [], []
+        for start in range(0, len(pixels), max(1, batch_size)):
+            batch = np.ascontiguousarray(pixels[start : start + max(1, batch_size)])
+            f, g = self.model.run(["features", "logits"], {"pixels": batch})
+            features.append(f)
+            logits.append(g)
+        return np.concatenate(features), np.concatenate(logits)
+
+
+class TextEncoder:
+    """all-MiniLM-L6-v2: texts -> L2-normalised 384-d embeddings (mean pooling in numpy).
+
+    Texts longer than ``max_tokens`` tokens (special tokens included) are truncated; use
+    :meth:`token_count` to warn about it.
+
+    >>> encoder = ModelBundle.load().text_encoder
+    >>> vectors = encoder.encode(["a dog", "two children playing football"])
+    >>> vectors.shape, round(float(np.linalg.norm(vectors[0])), 4)
+    ((2, 384), 1.0)
+    >>> encoder.token_count("a dog")
+    4
+    """
+
+    def __init__(
+        self,
+        model: OnnxModel,
+        tokenizer_path: Path,
+        tokenizer_sha256: str | None = None,
+        max_tokens: int = 256,
+        dim: int = 384,
+    ) -> None:
+        self.model = model
+        self.tokenizer_path = Path(tokenizer_path)
+        self.tokenizer_sha256 = tokenizer_sha256
+        self.max_tokens = max_tokens
+        self.dim = dim
+        self._tokenizers: tuple[Any, Any] | None = None
+        self._lock = threading.Lock()
+
+    def _load_tokenizers(self) -> tuple[Any, Any]:
+        """(truncating + padding tokenizer, plain tokenizer for counting), loaded once."""
+        if self._tokenizers is None:
+            with self._lock:
+                if self._tokenizers is None:
+                    from tokenizers import Tokenizer
+
+                    text = _verified_bytes(self.tokenizer_path, self.tokenizer_sha256).decode()
+                    encoding = Tokenizer.from_str(text)
+                    encoding.enable_truncation(max_length=self.max_tokens)
+                    encoding.no_padding()  # padded per length-sorted batch in encode()
+                    counting = Tokenizer.from_str(text)
+                    counting.no_truncation()
+                    counting.no_padding()
+                    self._tokenizers = (encoding, counting)
+        return self._tokenizers
+
+    def token_count(self, text: str) -> int:
+        """Number of tokens of ``text`` before truncation, ``[CLS]`` and ``[SEP]`` included."""
+        return len(self._load_tokenizers()[1].encode(text).ids)
+
+    def encode(self, texts: str | Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Embed texts; returns float32 ``[N, 384]``, each row of unit length.
+
+        Texts are batched by token length (less padding), and returned in the given order.
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = list(texts)
+        if not all(isinstance(t, str) for t in texts):
+            raise InvalidInputError("text encoder expects strings")
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        tokenizer = self._load_tokenizers()[0]
+        encodings = tokenizer.encode_batch(texts)  # truncated, not yet padded to a batch
+        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        step = max(1, batch_size)
+        for start in range(0, len(order), step):
+            rows = order[start : start + step]
+            width = max(len(encodings[i].ids) for i in rows)
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for j, i in enumerate(rows):
+                n = len(encodings[i].ids)
+                ids[j, :n] = encodings[i].ids
+                mask[j, :n] = 1
+            feeds = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self.model.input_names:
+                feeds["token_type_ids"] = np.zeros_like(ids)  # one segment
+            (hidden,) = self.model.run(["last_hidden_state"], feeds)
+            out[rows] = _mean_pool_l2(hidden, mask)
+        return out
+
+
+def _mean_pool_l2(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean of the real tokens' hidden states, then L2 normalisation (sentence-transformers)."""
+    weights = mask[..., None].astype(np.float32)
+    pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+    return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+
+@runtime_checkable
+class EmbeddingSpace(Protocol):
+    """Where photos and queries meet: stored image vectors and query vectors of one ``dim``.
+
+    Callers only use these four members, so the zero-shot label bridge and a trained space
+    (ONNX heads) are interchangeable.
+    """
+
+    name: str
+    dim: int
+
+    def image_vectors(self, features: np.ndarray) -> np.ndarray:
+        """Image encoder ``features [N,1280]`` -> L2-normalised ``[N, dim]`` (stored in LanceDB)."""
+        ...
+
+    def text_vectors(self, text_embeddings: np.ndarray) -> np.ndarray:
+        """Text encoder embeddings ``[N,384]`` -> L2-normalised query vectors ``[N, dim]``."""
+        ...
+
+
+class OnnxHeadSpace:
+    """An :class:`EmbeddingSpace` made of ONNX heads: ``image_head`` (``features`` ->
+    ``vectors``) and an optional ``text_head`` (``text_embeddings`` -> ``vectors``; absent =
+    identity, as for the label bridge).
+
+    >>> space = ModelBundle.load().space
+    >>> space.image_vectors(np.zeros((1, 1280), np.float32)).shape == (1, space.dim)
+    True
+    """
+
+    def __init__(
+        self,
+        name: str,
+        dim: int,
+        image_head: OnnxModel,
+        text_head: OnnxModel | None = None,
+        feature_dim: int = 1280,
+        text_dim: int = 384,
+    ) -> None:
+        self.name = name
+        self.dim = dim
+        self.image_head = image_head
+        self.text_head = text_head
+        self.feature_dim = feature_dim
+        self.text_dim = text_dim
+
+    def image_vectors(self, features: np.ndarray) -> np.ndarray:
+        features = _matrix(features, self.feature_dim, "image features")
+        if len(features) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        (vectors,) = self.image_head.run(["vectors"], {"features": features})
+        return vectors
+
+    def text_vectors(self, text_embeddings: np.ndarray) -> np.ndarray:
+        embeddings = _matrix(text_embeddings, self.text_dim, "text embeddings")
+        if self.text_head is None:
+            return embeddings
+        if len(embeddings) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        (vectors,) = self.text_head.run(["vectors"], {"text_embeddings": embeddings})
+        return vectors
+
+    def __repr__(self) -> str:
+        return f"OnnxHeadSpace(name={self.name!r}, dim={self.dim})"
+
+
+def _matrix(values: np.ndarray, width: int, what: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float32)
+    if array.ndim == 1:
+        array = array[None]
+    if array.ndim != 2 or array.shape[1] != width:
+        raise InvalidInputError(f"{what} must have shape [N,{width}], got {list(array.shape)}")
+    return np.ascontiguousarray(array)
+
+
+class ModelBundle:
+    """A model bundle folder: its manifest, encoders and embedding space.
+
+    Use :meth:`load`; nothing is read but ``manifest.json`` until a model is used.
+
+    >>> bundle = ModelBundle.load()
+    >>> len(bundle.id), bundle.space.name
+    (16, 'imagenet-label-bridge')
+    """
+
+    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.manifest = manifest
+        try:
+            self.id: str = manifest["bundle_id"]
+            self.files: dict[str, str] = manifest["files"]
+            models = manifest["models"]
+            space = manifest["space"]
+            prep = manifest["preprocessing"]
+            text, image = models["text_encoder"], models["image_encoder"]
+            self.vector_dim: int = int(space["dim"])
+            self.feature_dim: int = int(image["feature_dim"])
+            self.text_dim: int = int(text["dim"])
+            self.image_encoder = ImageEncoder(
+                self._model(image["file"]),
+                image_size=int(prep["image_size"]),
+                feature_dim=self.feature_dim,
+                classes=int(image["classes"]),
+            )
+            self.text_encoder = TextEncoder(
+                self._model(text["file"]),
+                self.path / text["tokenizer"],
+                self.files[text["tokenizer"]],
+                max_tokens=int(prep["text_max_tokens"]),
+                dim=self.text_dim,
+            )
+            text_head = space["files"].get("text_head")
+            self.space: EmbeddingSpace = OnnxHeadSpace(
+                name=space["name"],
+                dim=self.vector_dim,
+                image_head=self._model(space["files"]["image_head"]),
+                text_head=self._model(text_head) if text_head else None,
+                feature_dim=self.feature_dim,
+                text_dim=self.text_dim,
+            )
+            self._class_names_file: str = manifest["class_names"]
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelBundleError(
+                f"{self.path / MANIFEST_NAME} is incomplete or malformed ({error!r}); {_FIX}"
+            ) from error
+        self._class_names: list[str] | None = None
+
+    def _model(self, name: str) -> OnnxModel:
+        if name not in self.files:
+            raise ModelBundleError(f"{MANIFEST_NAME} has no sha256 for {name}; {_FIX}")
+        return OnnxModel(self.path / name, self.files[name])
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> ModelBundle:
+        """Open a bundle folder (default: :func:`default_bundle_dir`); reads only the manifest."""
+        folder = Path(path) if path is not None else default_bundle_dir()
+        manifest_path = folder / MANIFEST_NAME
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ModelBundleError(
+                f"no model bundle at {folder} ({MANIFEST_NAME} missing); {_FIX}"
+            ) from None
+        except (OSError, ValueError) as error:
+            raise ModelBundleError(f"{manifest_path} cannot be read ({error}); {_FIX}") from error
+        version = manifest.get("format_version") if isinstance(manifest, dict) else None
+        if version != FORMAT_VERSION:
+            raise ModelBundleError(
+                f"{manifest_path} has format_version {version!r}, this pixsearch reads "
+                f"{FORMAT_VERSION}; {_FIX}"
+            )
+        return cls(folder, manifest)
+
+    @property
+    def class_names(self) -> list[str]:
+        """The 1000 ImageNet class names, index = logit position (read and checked once)."""
+        if self._class_names is None:
+            name = self._class_names_file
+            data = _verified_bytes(self.path / name, self.files.get(name))
+            self._class_names = json.loads(data.decode("utf-8"))
+        return self._class_names
+
+    def verify(self) -> None:
+        """Check every file of the manifest against its sha256 (raises ``ModelBundleError``)."""
+        for name, digest in self.files.items():
+            _verified_bytes(self.path / name, digest)
+
+    def __repr__(self) -> str:
+        return f"ModelBundle(id={self.id!r}, path={str(self.path)!r}, space={self.space!r})"
