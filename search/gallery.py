@@ -137,8 +137,15 @@ def result_card(
     )
 
 
-def results_section(response: SearchResponse, thumbnail: ThumbnailSource, *, link: bool) -> str:
-    """The disclaimer (blocked query), a 'no photos' note, or the grid of result cards."""
+def results_section(
+    response: SearchResponse,
+    thumbnail: ThumbnailSource,
+    href: Callable[[SearchResult], str | None] | None = None,
+) -> str:
+    """The disclaimer (blocked query), a 'no photos' note, or the grid of result cards.
+
+    ``thumbnail`` gives each card's image ``src``, ``href`` (optional) the target of its link.
+    """
     if response.blocked:
         return f'<p class="disclaimer" role="alert">{esc(response.message)}</p>'
     warnings = "".join(f'<p class="warnings">{esc(w)}</p>' for w in response.warnings)
@@ -149,7 +156,7 @@ def results_section(response: SearchResponse, thumbnail: ThumbnailSource, *, lin
             rank,
             result,
             image_src=thumbnail(result),
-            href=_file_uri(result.path) if link else None,
+            href=href(result) if href else None,
         )
         for rank, result in enumerate(response.results, start=1)
     )
@@ -186,7 +193,10 @@ def render_gallery(
         f"<header><h1>pixsearch: “{esc(response.query)}”</h1>"
         f'<p class="meta">{esc(count)} · policy {esc(response.policy)} · {esc(when)}</p></header>'
     )
-    body = header + results_section(response, thumbnail or (lambda _result: None), link=True)
+    no_preview: ThumbnailSource = lambda _result: None  # noqa: E731
+    body = header + results_section(
+        response, thumbnail or no_preview, lambda result: _file_uri(result.path)
+    )
     return page(f"pixsearch: {response.query}", f"<main>{body}</main>")
 
 
@@ -229,10 +239,10 @@ def temporary_page() -> Path:
     return Path(name)
 
 
-def open_in_browser(path: Path, opener: Callable[[str], object] = webbrowser.open) -> str:
-    """Open a saved page in the default browser; returns the ``file://`` URI opened."""
+def open_in_browser(path: Path, opener: Callable[[str], object] | None = None) -> str:
+    """Open a saved page in the default browser (``webbrowser.open``); returns its URI."""
     uri = path.absolute().as_uri()
-    opener(uri)
+    (opener or webbrowser.open)(uri)
     return uri
 
 

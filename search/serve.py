@@ -1,0 +1,491 @@
+"""``pixsearch serve``: a local search page and JSON API over one database (FastAPI).
+
+Only the ``serve`` command imports this module (FastAPI and uvicorn come with the ``[serve]``
+extra). Pages are rendered on the server and run no script; every string from a file name, a
+caption or a query is escaped, and the Content-Security-Policy forbids scripts anyway.
+
+Photos are addressed by their row id only (``/photos/{id}``, ``/thumbnails/{id}``): the id is
+looked up in the index and the path stored there is served, never a path from the request.
+Under a restricting policy, restricted photos are not found.
+
+>>> from pixsearch.search import ImageSearch                            # doctest: +SKIP
+>>> app = create_app(ImageSearch(db="photos.db"))                       # doctest: +SKIP
+>>> with background_server(app) as url:                                 # doctest: +SKIP
+...     print(url)
+http://127.0.0.1:40213
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Annotated, Any, Literal
+from urllib.parse import quote, urlencode
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from pixsearch.db.errors import DatabaseError, InvalidInputError, PixsearchError
+from pixsearch.db.schema import RESULT_COLUMNS
+from pixsearch.indexer.policy import PROFILES, PolicyProfile, get_profile
+from pixsearch.search.engine import MAX_K, ImageSearch
+from pixsearch.search.gallery import esc, facts, human_size, page, photo_name, results_section
+from pixsearch.search.results import SearchResponse, SearchResult
+from pixsearch.search.thumbnails import ThumbnailCache, make_thumbnail
+
+SERVE_CSP = (
+    "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+"""Pages may load their own images and styles and submit forms to this server; no script."""
+ID_PATTERN = re.compile(r"[0-9A-Za-z_-]{1,64}")
+"""Shape of a row id in a URL (the indexer writes 16 hex digits); anything else is a 404."""
+BROWSER_FORMATS = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "GIF": "image/gif",
+    "WEBP": "image/webp",
+    "BMP": "image/bmp",
+    "AVIF": "image/avif",
+}
+"""Formats served as stored; other photos are served as a JPEG rendition."""
+RENDITION_SIZE = 2048
+SECURITY_HEADERS = {
+    "Content-Security-Policy": SERVE_CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+
+PolicyName = Literal[tuple(sorted(PROFILES))]  # type: ignore[valid-type]
+PolicyQuery = Annotated[
+    PolicyName | None,  # type: ignore[valid-type]
+    Query(description="Content-policy profile; default: the server's."),
+]
+
+
+class Photo(BaseModel):
+    """One photo found (the shape of ``SearchResult.to_dict()``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="Absolute path of the photo file.")
+    score: float = Field(description="Cosine similarity of query and photo (higher is better).")
+    id: str = Field(description="Row id; the photo is served at /photos/{id}.")
+    width: int
+    height: int
+    format: str = Field(description="Image format as decoded, e.g. JPEG or PNG.")
+    size: int = Field(description="File size in bytes.")
+    modified: str = Field(json_schema_extra={"format": "date-time"})
+    indexed_at: str = Field(json_schema_extra={"format": "date-time"})
+    restricted: bool = Field(description="Flagged as showing children (hidden under strict).")
+    child_score: float
+    caption: str | None
+
+
+class SearchAnswer(BaseModel):
+    """The answer to one query: the shape of ``pixsearch search --json``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(description="The query as searched (normalised).")
+    blocked: bool = Field(description="True when the content policy blocked the query.")
+    message: str | None = Field(description="The disclaimer when blocked, else null.")
+    results: list[Photo] = Field(description="Best first; empty when blocked.")
+    policy: str = Field(description="The content-policy profile applied.")
+    warnings: list[str]
+
+
+class PhotoInfo(BaseModel):
+    """A photo's stored metadata (``/api/photos/{id}``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    id: str
+    width: int
+    height: int
+    format: str
+    size: int
+    modified: str = Field(json_schema_extra={"format": "date-time"})
+    indexed_at: str = Field(json_schema_extra={"format": "date-time"})
+    restricted: bool
+    child_score: float
+    caption: str | None
+
+
+class Problem(BaseModel):
+    """An error: what went wrong and what to do."""
+
+    detail: str
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "Bad query, filter or option."},
+    403: {"model": Problem, "description": "This server does not allow that policy."},
+    503: {"model": Problem, "description": "The database cannot be searched (e.g. empty)."},
+}
+
+
+def create_app(
+    engine: ImageSearch,
+    *,
+    policies: Sequence[str] | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+    thumbnails: ThumbnailCache | None = None,
+) -> FastAPI:
+    """The web app over ``engine``: search page, photo pages, photo bytes and a JSON API.
+
+    ``policies`` are the profiles a request may choose (default: all; the engine's default
+    policy applies when a request names none). ``allowed_hosts`` (e.g. ``["127.0.0.1",
+    "localhost"]``) rejects requests for other host names, which stops DNS-rebinding pages
+    from reading a local server. ``thumbnails`` defaults to a cache inside the database.
+    """
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+    default_policy = engine.default_policy
+    allowed = tuple(get_profile(name).name for name in (policies or sorted(PROFILES)))
+    if default_policy not in allowed:
+        default_policy = allowed[0]
+    cache = thumbnails or ThumbnailCache.for_database(engine.uri)
+    lock = threading.Lock()  # one engine call at a time: its lazy state is not thread-safe
+    app = FastAPI(
+        title="pixsearch",
+        summary="Search your photos in plain words, offline.",
+        description=(
+            "A local pixsearch database. `GET /api/search?q=a+red+car&k=5` answers with the "
+            "shape of `pixsearch search --json`; a query blocked by the content policy answers "
+            "451 with `blocked: true` and the disclaimer as `message`."
+        ),
+        version=_version(),
+        docs_url=None,  # Swagger UI would load scripts from a CDN; the schema is /openapi.json
+        redoc_url=None,
+    )
+    if allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Callable[..., Any]) -> Response:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    def profile_for(name: str | None) -> PolicyProfile:
+        chosen = (name or default_policy).strip().lower()
+        if chosen not in PROFILES:
+            raise HTTPException(400, f"unknown policy {name!r}: use one of {', '.join(allowed)}")
+        if chosen not in allowed:
+            raise HTTPException(403, f"this server only allows the policy {', '.join(allowed)}")
+        return get_profile(chosen)
+
+    def run_search(
+        q: str, k: int, where: list[str], profile: PolicyProfile, min_score: float | None
+    ) -> SearchResponse:
+        try:
+            with lock:
+                return engine.search(
+                    q,
+                    k=k,
+                    filters=[w for w in where if w.strip()],
+                    policy=profile.name,
+                    min_score=min_score,
+                )
+        except InvalidInputError as error:
+            raise HTTPException(400, str(error)) from error
+        except DatabaseError as error:
+            raise HTTPException(503, str(error)) from error
+        except PixsearchError as error:
+            raise HTTPException(500, str(error)) from error
+
+    def find_row(photo_id: str, profile: PolicyProfile) -> dict[str, Any]:
+        """The row of ``photo_id``, or 404 (also for restricted rows under ``profile``)."""
+        if not ID_PATTERN.fullmatch(photo_id):
+            raise HTTPException(404, "no such photo")
+        try:
+            with lock:
+                rows = engine.store.rows_by_id([photo_id], RESULT_COLUMNS).to_pylist()
+        except DatabaseError as error:
+            raise HTTPException(503, str(error)) from error
+        if not rows or rows[0]["id"] != photo_id:
+            raise HTTPException(404, "no such photo")
+        row = rows[0]
+        if profile.excludes_restricted_photos and row["restricted"]:
+            raise HTTPException(404, "no such photo")  # not even its existence is revealed
+        return row
+
+    def unchanged_file(row: dict[str, Any]) -> str:
+        """The row's path, if the file there is still the one indexed; else 404."""
+        path = row["path"]
+        try:
+            info = os.stat(path)
+        except OSError as error:
+            raise HTTPException(404, "the photo file is gone: run pixsearch index") from error
+        if (
+            not stat.S_ISREG(info.st_mode)
+            or info.st_size != row["size"]
+            or info.st_mtime_ns != row["mtime_ns"]
+        ):
+            raise HTTPException(404, "the photo changed since it was indexed: run pixsearch index")
+        return path
+
+    # -- JSON API ---------------------------------------------------------------------------
+    @app.get(
+        "/api/search",
+        response_model=SearchAnswer,
+        responses={451: {"model": SearchAnswer, "description": "Query blocked by the policy."}}
+        | _ERRORS,
+        tags=["api"],
+        summary="Search photos by text",
+    )
+    def api_search(
+        q: Annotated[
+            str, Query(min_length=1, max_length=2000, description="What the photo shows.")
+        ],
+        k: Annotated[int, Query(ge=1, le=MAX_K, description="How many results.")] = 10,
+        where: Annotated[
+            list[str] | None,
+            Query(description="Filter FIELD OP VALUE, repeatable (AND), e.g. width>=1000."),
+        ] = None,
+        policy: PolicyQuery = None,
+        min_score: Annotated[float | None, Query(description="Drop results below.")] = None,
+    ) -> Any:
+        response = run_search(q, k, where or [], profile_for(policy), min_score)
+        return JSONResponse(response.to_dict(), status_code=451 if response.blocked else 200)
+
+    @app.get(
+        "/api/photos/{photo_id}",
+        response_model=PhotoInfo,
+        responses={404: {"model": Problem, "description": "No such photo."}} | _ERRORS,
+        tags=["api"],
+        summary="A photo's metadata",
+    )
+    def api_photo(photo_id: str, policy: PolicyQuery = None) -> Any:
+        result = _result(find_row(photo_id, profile_for(policy)))
+        info = result.to_dict()
+        del info["score"]
+        return info
+
+    # -- image bytes ------------------------------------------------------------------------
+    @app.get(
+        "/photos/{photo_id}",
+        response_class=Response,
+        responses={200: {"content": {"image/*": {}}}, 404: {"model": Problem}},
+        tags=["images"],
+        summary="The photo file",
+    )
+    def photo_file(photo_id: str, policy: PolicyQuery = None) -> Response:
+        row = find_row(photo_id, profile_for(policy))
+        path = unchanged_file(row)
+        headers = {"Cache-Control": "private, max-age=300"}
+        media_type = BROWSER_FORMATS.get(row["format"])
+        if media_type:
+            return FileResponse(path, media_type=media_type, headers=headers)
+        try:
+            jpeg = make_thumbnail(path, RENDITION_SIZE)
+        except (OSError, ValueError) as error:
+            raise HTTPException(404, "the photo cannot be decoded") from error
+        return Response(jpeg, media_type="image/jpeg", headers=headers)
+
+    @app.get(
+        "/thumbnails/{photo_id}",
+        response_class=Response,
+        responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": Problem}},
+        tags=["images"],
+        summary="A small JPEG of the photo",
+    )
+    def thumbnail(photo_id: str, policy: PolicyQuery = None) -> Response:
+        row = find_row(photo_id, profile_for(policy))
+        jpeg = cache.get(row["path"], row["content_hash"])
+        if jpeg is None:
+            raise HTTPException(404, "the photo cannot be read")
+        return Response(
+            jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
+        )
+
+    # -- pages ------------------------------------------------------------------------------
+    def form(q: str, k: int, where: list[str], policy: str) -> str:
+        filters = [w for w in where if w.strip()] + [""]
+        filter_inputs = "".join(
+            f'<label>Filter <input name="where" value="{esc(w)}" '
+            f'placeholder="width&gt;=1000 or path~holiday"></label>'
+            for w in filters
+        )
+        if len(allowed) > 1:
+            options = "".join(
+                f'<option value="{esc(name)}"{" selected" if name == policy else ""}>'
+                f"{esc(name)}</option>"
+                for name in allowed
+            )
+            policy_control = f'<label>Policy <select name="policy">{options}</select></label>'
+        else:
+            policy_control = f'<input type="hidden" name="policy" value="{esc(policy)}">'
+        return (
+            '<form class="search" method="get" action="/" role="search">'
+            f'<label>Describe the photo <input name="q" type="search" value="{esc(q)}" '
+            'autofocus required maxlength="2000" placeholder="a dog catches a frisbee"></label>'
+            f'<label>Results <input name="k" type="number" min="1" max="{MAX_K}" '
+            f'value="{k}"></label>{filter_inputs}{policy_control}'
+            '<button type="submit">Search</button></form>'
+        )
+
+    def html_page(title: str, body: str, status: int = 200) -> HTMLResponse:
+        with lock:
+            count = engine.store.count()
+        header = (
+            '<header><h1><a href="/">pixsearch</a></h1>'
+            f'<p class="meta">{count} photos · {esc(engine.uri)}</p></header>'
+        )
+        return HTMLResponse(page(title, header + body, csp=SERVE_CSP), status_code=status)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def search_page(
+        q: str = "",
+        k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+        where: Annotated[list[str] | None, Query()] = None,
+        policy: str | None = None,
+    ) -> HTMLResponse:
+        where = where or []
+        try:
+            profile = profile_for(policy)
+        except HTTPException as error:
+            return html_page(
+                "pixsearch",
+                form(q, k, where, default_policy) + _error(error.detail),
+                error.status_code,
+            )
+        controls = form(q, k, where, profile.name)
+        if not q.strip():
+            return html_page("pixsearch", controls)
+        try:
+            response = run_search(q, k, where, profile, None)
+        except HTTPException as error:
+            return html_page(f"pixsearch: {q}", controls + _error(error.detail), error.status_code)
+        back = {"policy": profile.name, "q": q, "k": str(k), "where": where}
+        summary = (
+            ""
+            if response.blocked
+            else f'<p class="meta">{len(response.results)} photos for “{esc(response.query)}”'
+            f" · policy {esc(profile.name)}</p>"
+        )
+        section = results_section(
+            response,
+            lambda result: _url("thumbnails", result.id, {"policy": profile.name}),
+            lambda result: _url("photo", result.id, back),
+        )
+        return html_page(
+            f"pixsearch: {response.query}",
+            f"{controls}{summary}<section id=answer>{section}</section>",
+            451 if response.blocked else 200,
+        )
+
+    @app.get("/photo/{photo_id}", response_class=HTMLResponse, include_in_schema=False)
+    def photo_page(
+        photo_id: str,
+        policy: str | None = None,
+        q: str = "",
+        k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+        where: Annotated[list[str] | None, Query()] = None,
+    ) -> HTMLResponse:
+        try:
+            profile = profile_for(policy)
+            row = find_row(photo_id, profile)
+        except HTTPException as error:
+            return html_page("pixsearch: not found", _error(error.detail), error.status_code)
+        result = _result(row)
+        back = "/?" + urlencode(
+            {"q": q, "k": k, "policy": profile.name, "where": where or []}, doseq=True
+        )
+        fields = [
+            ("Path", result.path),
+            ("Size", f"{result.width} × {result.height} pixels"),
+            ("Format", result.format),
+            ("File size", f"{human_size(result.size)} ({result.size} bytes)"),
+            ("Modified", result.modified.isoformat()),
+            ("Indexed", result.indexed_at.isoformat()),
+            ("Caption", result.caption or "—"),
+            ("Child score", f"{result.child_score:.3f}"),
+            ("Restricted", "yes" if result.restricted else "no"),
+            ("Id", result.id),
+        ]
+        details = "".join(f"<dt>{esc(name)}</dt><dd>{esc(value)}</dd>" for name, value in fields)
+        src = esc(_url("photos", result.id, {"policy": profile.name}))
+        body = (
+            f'<article class="detail"><p><a href="{esc(back)}" id="back">← back to results</a></p>'
+            f"<h2>{esc(photo_name(result.path))}</h2>"
+            f'<p class="facts">{esc(facts(result))}</p>'
+            f'<a href="{src}"><img src="{src}" alt="{esc(photo_name(result.path))}"></a>'
+            f"<dl>{details}</dl></article>"
+        )
+        return html_page(f"pixsearch: {photo_name(result.path)}", body)
+
+    return app
+
+
+def _result(row: dict[str, Any]) -> SearchResult:
+    return SearchResult.from_row({**row, "score": 0.0})
+
+
+def _url(kind: str, photo_id: str, params: dict[str, Any]) -> str:
+    """``/kind/id?params`` (not yet HTML-escaped).
+
+    >>> _url("photo", "ab12", {"policy": "none", "q": "a <cat>"})
+    '/photo/ab12?policy=none&q=a+%3Ccat%3E'
+    """
+    return f"/{kind}/{quote(photo_id, safe='')}?{urlencode(params, doseq=True)}"
+
+
+def _error(detail: object) -> str:
+    return f'<p class="error" role="alert">{esc(detail)}</p>'
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pixsearch")
+    except PackageNotFoundError:
+        return "0"
+
+
+@contextlib.contextmanager
+def background_server(
+    app: FastAPI, host: str = "127.0.0.1", port: int = 0, *, timeout: float = 30.0
+) -> Iterator[str]:
+    """Run ``app`` with uvicorn in a thread; yields its base URL (a free port by default).
+
+    For tests and notebooks; ``pixsearch serve`` runs uvicorn in the foreground.
+    """
+    import uvicorn
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="pixsearch-serve", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            sock.close()
+            raise RuntimeError(f"the server did not start on {host}:{port}")
+        time.sleep(0.02)
+    bound = sock.getsockname()[1]
+    try:
+        yield f"http://{f'[{host}]' if family == socket.AF_INET6 else host}:{bound}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+        sock.close()
