@@ -357,8 +357,9 @@ def best_photo_examples(
 ) -> list[dict[str, Any]]:
     """For ``n`` random queries of ``frame``, rank every photo of ``frame`` with ``model``.
 
-    Each example: query, best photo, its predicted score, its merged score when judged,
-    whether it is the photo the query was written for, and that photo's rank. Queries about
+    Queries whose source photo (the one the caption was written for) is among the candidates
+    are preferred. Each example: query, best photo, its predicted score, its merged score when
+    judged, whether it is the source photo, and the source photo's rank. Queries about
     children get the policy disclaimer instead of a photo.
     """
     from pixsearch.exporter.regression import PairSet
@@ -366,6 +367,11 @@ def best_photo_examples(
     predicate = predicate or children_predicate()
     rng = np.random.default_rng(seed)
     queries = frame.drop_duplicates("query_id")
+    # Prefer queries whose source photo is among the candidates, so a hit can be checked.
+    sources = queries["query_id"].str.split("#").str[0]
+    checkable = queries[sources.isin(set(frame["image"]))]
+    if len(checkable) >= n:
+        queries = checkable
     picked = queries.iloc[rng.choice(len(queries), size=min(n, len(queries)), replace=False)]
     image_rows = np.unique(pairs.image_index)
     row_to_name = dict(zip(pairs.image_index.tolist(), frame["image"].tolist(), strict=True))
