@@ -31,15 +31,17 @@ from pixsearch.db.errors import (
 )
 from pixsearch.db.schema import RESULT_COLUMNS, SCHEMA_VERSION, TABLE_NAME, TableInfo, table_info
 
-os.environ.setdefault("LANCEDB_LOG", "error")
+os.environ.setdefault("LANCEDB_LOG", "error")  # quiet LanceDB's stderr unless asked
 
 import lancedb
+from lancedb.index import Bitmap, BTree
 
 LOCK_FILE = ".pixsearch-writer.lock"
 KEEP_OLD_VERSIONS_FOR = timedelta(minutes=2)
 """Old table versions younger than this survive a clean-up, so that a reader that opened one
 just before a write can finish its query."""
-_SCALAR_INDEXES = {"restricted": "BITMAP", "format": "BITMAP", "path": "BTREE", "id": "BTREE"}
+_SCALAR_INDEXES = {"restricted": Bitmap, "format": Bitmap, "path": BTree, "id": BTree}
+"""Scalar indexes on the filter and lookup columns, built once the table has rows."""
 
 
 class PhotoStore:
@@ -225,9 +227,9 @@ class PhotoStore:
             return
         with _translated_errors("optimize the photos table"):
             existing = {tuple(index.columns) for index in table.list_indices()}
-            for column, kind in _SCALAR_INDEXES.items():
+            for column, config in _SCALAR_INDEXES.items():
                 if (column,) not in existing:
-                    table.create_scalar_index(column, index_type=kind)
+                    table.create_index(column, config=config())
             table.optimize(cleanup_older_than=KEEP_OLD_VERSIONS_FOR)
 
     def version(self) -> int:

@@ -54,11 +54,11 @@ def test_search_prints_ranked_paths(indexed) -> None:
 
 def test_search_json_shape(indexed) -> None:
     _, db = indexed
-    result = runner.invoke(app, ["search", "a rocket", "--db", str(db), "--json", "-k", "3"])
+    result = runner.invoke(app, ["search", "a motorcycle", "--db", str(db), "--json", "-k", "3"])
     payload = json.loads(result.stdout)
-    assert payload["query"] == "a rocket" and payload["blocked"] is False
+    assert payload["query"] == "a motorcycle" and payload["blocked"] is False
     assert payload["message"] is None and len(payload["results"]) == 3
-    assert payload["results"][0]["path"].endswith("rocket.jpg")
+    assert payload["results"][0]["path"].endswith("motorcycle_left.png")
 
 
 def test_search_paths_only_and_where(indexed) -> None:
