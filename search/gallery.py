@@ -39,9 +39,9 @@ header h1 { font-size: 1.35rem; margin: 0 0 .25rem; }
 .grid { display: grid; gap: 1rem; list-style: none; padding: 0;
         grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); }
 .card { background: var(--card); border-radius: 10px; overflow: hidden; }
-.card .thumb { aspect-ratio: 4 / 3; display: flex; align-items: center; justify-content: center;
+.card .thumb { height: 190px; display: flex; align-items: center; justify-content: center;
                background: #0001; }
-.card img { max-width: 100%; max-height: 100%; object-fit: contain; display: block; }
+.card img { max-width: 100%; max-height: 190px; object-fit: contain; display: block; }
 .card .body { padding: .5rem .7rem .7rem; }
 .card .name { font-weight: 600; overflow-wrap: anywhere; }
 .path { overflow-wrap: anywhere; }
