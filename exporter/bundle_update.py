@@ -1,0 +1,56 @@
+"""Add trained models to an existing bundle: copy files, edit the manifest, re-hash, new id.
+
+``pixsearch export`` writes the pretrained encoders and the zero-shot space; training commands
+then add what they learn (the joint space, the reranker, the child-photo classifier) with
+:func:`add_to_bundle`, so every file stays listed with its sha256 and the bundle id changes
+whenever any file does (a database built with the old bundle then asks for ``pixsearch reindex``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pixsearch.exporter._onnx_tools import sha256_file
+from pixsearch.exporter.export_bundle import bundle_id
+from pixsearch.indexer.models import MANIFEST_NAME, default_bundle_dir
+
+
+def add_to_bundle(
+    files: dict[str, Path],
+    update: Callable[[dict[str, Any]], None],
+    bundle_dir: Path | None = None,
+    *,
+    remove: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Copy ``files`` (bundle name → source path) into the bundle and rewrite its manifest.
+
+    ``update(manifest)`` edits the manifest in place (e.g. sets ``manifest["space"]``); then
+    ``files`` hashes are recomputed for every listed file, ``remove`` names are dropped, and
+    ``bundle_id`` is derived again. The manifest is replaced atomically.
+
+    >>> add_to_bundle({"head.onnx": Path("head.onnx")},
+    ...               lambda m: m.setdefault("extra", {}))        # doctest: +SKIP
+    """
+    folder = Path(bundle_dir) if bundle_dir is not None else default_bundle_dir()
+    manifest_path = folder / MANIFEST_NAME
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    for name, source in files.items():
+        if Path(source).resolve() != (folder / name).resolve():
+            shutil.copyfile(source, folder / name)
+    update(manifest)
+    listed = {name for name in manifest["files"] if name not in remove} | set(files)
+    for name in remove:
+        (folder / name).unlink(missing_ok=True)
+    manifest["files"] = {name: sha256_file(folder / name) for name in sorted(listed)}
+    manifest["bundle_id"] = bundle_id(manifest["files"])
+    text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+    with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, encoding="utf-8") as tmp:
+        tmp.write(text)
+    os.replace(tmp.name, manifest_path)
+    return manifest
