@@ -37,6 +37,10 @@ import lancedb
 from lancedb.index import Bitmap, BTree
 
 LOCK_FILE = ".pixsearch-writer.lock"
+SETTINGS_TABLE = "settings"
+_SETTINGS_SCHEMA = pa.schema(
+    [pa.field("key", pa.string(), nullable=False), pa.field("value", pa.string(), nullable=False)]
+)
 KEEP_OLD_VERSIONS_FOR = timedelta(minutes=2)
 """Old table versions younger than this survive a clean-up, so that a reader that opened one
 just before a write can finish its query."""
@@ -131,20 +135,26 @@ class PhotoStore:
             return query.to_arrow()
 
     def search(
-        self, vector: np.ndarray, *, k: int, where: str | None = None
+        self,
+        vector: np.ndarray,
+        *,
+        k: int,
+        where: str | None = None,
+        extra_columns: Sequence[str] = (),
     ) -> list[dict[str, Any]]:
         """The ``k`` rows nearest to ``vector`` (cosine) among those matching ``where``.
 
         The filter is applied *before* the vector search (prefilter), so ``k`` results come
         back whenever ``k`` rows match, and nothing that fails the filter is ever returned.
-        Each row has a ``score`` = cosine similarity.
+        Each row has a ``score`` = cosine similarity; ``extra_columns`` (e.g. ``features``)
+        are returned too.
         """
         table = self.table
         with _translated_errors("search the photos table"):
             query = (
                 table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
                 .distance_type("cosine")
-                .select(list(RESULT_COLUMNS))
+                .select([*RESULT_COLUMNS, *extra_columns])
                 .limit(k)
             )
             if where:
@@ -231,6 +241,27 @@ class PhotoStore:
                 if (column,) not in existing:
                     table.create_index(column, config=config())
             table.optimize(cleanup_older_than=KEEP_OLD_VERSIONS_FOR)
+
+    # -- settings ---------------------------------------------------------------------------
+    def get_setting(self, key: str) -> str | None:
+        """A database-level setting (e.g. the default policy profile), or None when unset."""
+        db = self._connect()
+        with _translated_errors("read the database settings"):
+            if SETTINGS_TABLE not in db.list_tables().tables:
+                return None
+            rows = db.open_table(SETTINGS_TABLE).search().where(f"key = {_quote(key)}")
+            found = rows.select(["value"]).limit(1).to_list()
+        return found[0]["value"] if found else None
+
+    def set_setting(self, key: str, value: str) -> None:
+        """Store a database-level setting (one atomic upsert)."""
+        db = self._connect()
+        row = pa.table({"key": [key], "value": [value]}, schema=_SETTINGS_SCHEMA)
+        with _translated_errors("write the database settings"):
+            table = db.create_table(SETTINGS_TABLE, schema=_SETTINGS_SCHEMA, exist_ok=True)
+            table.merge_insert(
+                "key"
+            ).when_matched_update_all().when_not_matched_insert_all().execute(row)
 
     def version(self) -> int:
         """The table's current version number (0 without a table)."""

@@ -26,6 +26,7 @@ import pyarrow as pa
 from pixsearch.db.errors import ImageDecodeError
 from pixsearch.db.schema import photo_schema
 from pixsearch.db.store import PhotoStore
+from pixsearch.indexer.policy import is_about_children
 from pixsearch.indexer.preprocess import DecodedPhoto, load_photo
 from pixsearch.indexer.scan import FileEntry, scan_photos
 
@@ -129,6 +130,8 @@ class _Read:
     content_hash: str = ""
     photo: DecodedPhoto | None = None
     error: str | None = None
+    sidecar: str | None = None
+    """Caption from a sidecar text file next to the photo (``cat.jpg.txt`` or ``cat.txt``)."""
 
 
 class Indexer:
@@ -295,7 +298,8 @@ class Indexer:
         pixels = np.stack([read.photo.pixels for read in reads if read.photo is not None])
         features, _logits = self.bundle.image_encoder.encode(pixels)
         vectors = self.bundle.space.image_vectors(features)
-        child_scores = self._child_scores(features)
+        child_scores = self.child_scores(features)
+        threshold = self.child_threshold()
         report.encoded += len(reads)
         now = datetime.now(UTC)
         rows = []
@@ -309,9 +313,10 @@ class Indexer:
                     "format": read.photo.format,
                     "vector": vectors[i],
                     "features": features[i],
-                    "caption": None,
+                    "caption": (caption := read.sidecar or read.photo.description),
                     "child_score": float(child_scores[i]),
-                    "restricted": bool(child_scores[i] >= self._child_threshold()),
+                    "restricted": bool(child_scores[i] >= threshold)
+                    or caption_about_children(caption),
                 }
             )
         return rows
@@ -337,7 +342,11 @@ class Indexer:
                 rows.extend(self._encode([read], report))
                 continue
             report.reused += 1
-            rows.append({**source, **self._file_fields(read, now)})
+            row = {**source, **self._file_fields(read, now)}
+            if read.sidecar:
+                row["caption"] = read.sidecar
+                row["restricted"] = row["restricted"] or caption_about_children(read.sidecar)
+            rows.append(row)
         return rows
 
     def _file_fields(self, read: _Read, now: datetime) -> dict[str, Any]:
@@ -350,13 +359,15 @@ class Indexer:
             "indexed_at": now,
         }
 
-    def _child_scores(self, features: np.ndarray) -> np.ndarray:
+    def child_scores(self, features: np.ndarray) -> np.ndarray:
+        """The bundle's child-photo classifier scores (zeros when the bundle has none)."""
         classifier = getattr(self.bundle, "child_classifier", None)
         if classifier is None:
             return np.zeros(len(features), dtype=np.float32)
         return np.asarray(classifier.scores(features), dtype=np.float32)
 
-    def _child_threshold(self) -> float:
+    def child_threshold(self) -> float:
+        """Score at or above which a photo is restricted (inf without a classifier)."""
         classifier = getattr(self.bundle, "child_classifier", None)
         return float(classifier.threshold) if classifier is not None else float("inf")
 
@@ -394,6 +405,7 @@ def _read_one(entry: FileEntry, reusable: set[str]) -> _Read:
         return read
     # size and mtime of the bytes we actually read (a file replaced since the scan counts).
     read.entry = FileEntry(entry.path, info.st_size, info.st_mtime_ns)
+    read.sidecar = sidecar_caption(entry.path)
     read.content_hash = hashlib.sha256(data).hexdigest()
     if read.content_hash in reusable:
         return read
@@ -402,6 +414,32 @@ def _read_one(entry: FileEntry, reusable: set[str]) -> _Read:
     except ImageDecodeError as error:
         read.error = str(error)
     return read
+
+
+SIDECAR_MAX_BYTES = 10_000
+
+
+def sidecar_caption(photo_path: str) -> str | None:
+    """The caption a user wrote next to a photo: ``NAME.EXT.txt``, else ``NAME.txt``.
+
+    Captions count for the content policy (a caption about children restricts the photo) and
+    are stored in the ``caption`` column. Only the first 10 kB are read.
+    """
+    stem, _ = os.path.splitext(photo_path)
+    for candidate in (photo_path + ".txt", stem + ".txt"):
+        try:
+            with open(candidate, "rb") as handle:
+                text = handle.read(SIDECAR_MAX_BYTES).decode("utf-8", "replace").strip()
+        except OSError:
+            continue
+        if text:
+            return text
+    return None
+
+
+def caption_about_children(caption: str | None) -> bool:
+    """True when a user's caption of a photo is about children (the policy's text detector)."""
+    return bool(caption) and is_about_children(caption)
 
 
 def _is_under(path: str, root: str | os.PathLike[str]) -> bool:

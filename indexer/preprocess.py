@@ -46,6 +46,8 @@ class DecodedPhoto:
     """Upright width of the original photo (after EXIF rotation)."""
     height: int
     format: str
+    description: str | None = None
+    """The photo's own caption (EXIF ImageDescription), if its camera or owner wrote one."""
 
 
 def open_rgb(
@@ -74,14 +76,29 @@ def open_rgb(
         if image.format == "JPEG" and image.mode in ("RGB", "L", "CMYK", "YCbCr"):
             image.draft("RGB", (draft_size, draft_size))
         image.seek(0)
+        description = _exif_description(image)
         image = ImageOps.exif_transpose(image)
-        return _as_rgb(image), width, height, image_format
+        rgb = _as_rgb(image)
+        rgb.info["pixsearch_description"] = description
+        return rgb, width, height, image_format
     except ImageDecodeError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError) as error:
         raise ImageDecodeError(f"{where}not a readable image ({error})") from error
     except (OSError, ValueError, SyntaxError, EOFError) as error:
         raise ImageDecodeError(f"{where}cannot decode ({type(error).__name__}: {error})") from error
+
+
+def _exif_description(image: Image.Image) -> str | None:
+    """EXIF ImageDescription (tag 0x010E), stripped; None when absent or blank."""
+    try:
+        value = image.getexif().get(0x010E)
+    except (OSError, ValueError, SyntaxError):
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    text = str(value).strip("\x00 \t\r\n") if value else ""
+    return text or None
 
 
 def _as_rgb(image: Image.Image) -> Image.Image:
@@ -120,7 +137,8 @@ def load_photo(path: str | Path | BinaryIO, *, name: str | None = None) -> Decod
     """
     image, width, height, image_format = open_rgb(path, name=name)
     try:
-        return DecodedPhoto(to_pixels(image), width, height, image_format)
+        description = image.info.get("pixsearch_description")
+        return DecodedPhoto(to_pixels(image), width, height, image_format, description)
     except (OSError, ValueError) as error:
         where = f"{path if name is None else name}: " if name != "" else ""
         raise ImageDecodeError(f"{where}cannot decode ({error})") from error

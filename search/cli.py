@@ -47,7 +47,7 @@ def _fail(error: PixsearchError) -> typer.Exit:
     return typer.Exit(error.exit_code)
 
 
-def _engine(db: str | None, policy: str = "strict") -> Any:
+def _engine(db: str | None, policy: str | None = None) -> Any:
     from pixsearch.search.engine import ImageSearch
 
     return ImageSearch(db, policy=policy)
@@ -143,8 +143,13 @@ def search(
         ),
     ] = None,
     policy: Annotated[
-        str, typer.Option("--policy", help="Content-policy profile: strict or none.")
-    ] = "strict",
+        str | None,
+        typer.Option(
+            "--policy",
+            help="Content-policy profile: strict or none [default: the database's, else strict].",
+            show_default=False,
+        ),
+    ] = None,
     min_score: Annotated[
         float | None, typer.Option("--min-score", help="Drop results scoring below this.")
     ] = None,
@@ -210,6 +215,25 @@ def info(
         return
     for key, value in stats.to_dict().items():
         typer.echo(f"{key:>15}: {value}")
+
+
+@app.command("policy")
+def policy_default(
+    profile: Annotated[
+        str | None, typer.Argument(help="Make this profile (strict or none) the default.")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Show, or set, the database's default content-policy profile.
+
+    Example: pixsearch policy strict --db ~/photos.db
+    """
+    try:
+        engine = _engine(db)
+        name = engine.set_default_policy(profile) if profile else engine.default_policy
+    except PixsearchError as error:
+        raise _fail(error) from error
+    typer.echo(f"default policy of {engine.uri}: {name}")
 
 
 @app.command()
@@ -282,6 +306,7 @@ def demo(
 _COMMAND_MODULES = (
     "pixsearch.exporter.export_cli",
     "pixsearch.exporter.workflow_cli",
+    "pixsearch.exporter.policy_cli",
     "pixsearch.search.serve_cli",
 )
 """Modules that add commands with ``register(app)``; they import torch only when run."""

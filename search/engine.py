@@ -27,6 +27,7 @@ from pixsearch.indexer.pipeline import (
     Indexer,
     IndexReport,
     ProgressCallback,
+    caption_about_children,
     feature_source,
     schema_for_bundle,
 )
@@ -34,6 +35,8 @@ from pixsearch.search.locations import resolve_db
 from pixsearch.search.results import DatabaseStats, SearchResponse, SearchResult
 
 MAX_K = 1000
+DEFAULT_POLICY = "strict"
+POLICY_SETTING = "policy.default_profile"
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
 _SPACES = re.compile(r"\s+")
 
@@ -57,7 +60,8 @@ class ImageSearch:
     ``db`` is a folder or object-store URI (default: ``$PIXSEARCH_DB``, else
     ``~/.local/share/pixsearch/db``); ``policy`` is the content-policy profile applied when a
     call does not name one (``"strict"``: queries about children are blocked and photos flagged
-    as showing children are never returned; ``"none"``: no restriction).
+    as showing children are never returned; ``"none"``: no restriction); left out, the
+    database's default applies (``strict`` unless :meth:`set_default_policy` changed it).
     """
 
     def __init__(
@@ -65,13 +69,27 @@ class ImageSearch:
         db: str | os.PathLike[str] | None = None,
         *,
         bundle: Any = None,
-        policy: str = "strict",
+        policy: str | None = None,
         storage_options: dict[str, str] | None = None,
     ):
         self.uri = resolve_db(db)
         self.store = PhotoStore(self.uri, storage_options=storage_options)
         self._bundle = bundle
-        self.default_policy = _profile(policy).name
+        self._policy = _profile(policy).name if policy is not None else None
+
+    @property
+    def default_policy(self) -> str:
+        """The profile used when a call names none: the constructor's ``policy``, else the
+        database's default (:meth:`set_default_policy`), else ``strict``."""
+        if self._policy is not None:
+            return self._policy
+        return _profile(self.store.get_setting(POLICY_SETTING) or DEFAULT_POLICY).name
+
+    def set_default_policy(self, policy: str) -> str:
+        """Make ``policy`` this database's default profile (stored in the database)."""
+        name = _profile(policy).name
+        self.store.set_setting(POLICY_SETTING, name)
+        return name
 
     @cached_property
     def bundle(self) -> Any:
@@ -142,15 +160,7 @@ class ImageSearch:
             rows = self.store.scan(schema.names)
             report = IndexReport()
             if same_encoder and rows.num_rows:
-                features = _matrix(rows.column("features")).astype(np.float32)
-                vectors = bundle.space.image_vectors(features)
-                rows = rows.set_column(
-                    rows.schema.get_field_index("vector"),
-                    schema.field("vector"),
-                    pa.FixedSizeListArray.from_arrays(
-                        pa.array(vectors.astype(np.float32).ravel()), vectors.shape[1]
-                    ),
-                )
+                rows = self._reproject(rows, schema)
                 report.updated = rows.num_rows
             elif rows.num_rows:
                 rows, report = self._reencode(rows, schema, progress)
@@ -158,6 +168,28 @@ class ImageSearch:
             self.store.optimize()
         report.seconds = time.perf_counter() - started
         return report
+
+    def _reproject(self, rows: pa.Table, schema: pa.Schema) -> pa.Table:
+        """New vectors and policy scores from the stored features: no photo is decoded."""
+        indexer = Indexer(self.store, self.bundle)
+        features = _matrix(rows.column("features")).astype(np.float32)
+        vectors = self.bundle.space.image_vectors(features).astype(np.float32)
+        scores = indexer.child_scores(features)
+        captions = rows.column("caption").to_pylist()
+        restricted = [
+            bool(score >= indexer.child_threshold()) or caption_about_children(caption)
+            for score, caption in zip(scores, captions, strict=True)
+        ]
+        replacements = {
+            "vector": pa.FixedSizeListArray.from_arrays(
+                pa.array(vectors.ravel()), vectors.shape[1]
+            ),
+            "child_score": pa.array(scores, type=pa.float32()),
+            "restricted": pa.array(restricted, type=pa.bool_()),
+        }
+        for name, column in replacements.items():
+            rows = rows.set_column(rows.schema.get_field_index(name), schema.field(name), column)
+        return rows
 
     def _reencode(
         self, rows: pa.Table, schema: pa.Schema, progress: ProgressCallback | None
@@ -227,12 +259,40 @@ class ImageSearch:
                 f"no photos indexed in {self.uri} yet: run `pixsearch index PATH` first"
             )
         self._check_bundle()
-        query_vector = self.bundle.space.text_vectors(encoder.encode([query]))[0]
-        rows = self.store.search(query_vector, k=k, where=where)
+        query_embedding = encoder.encode([query])
+        query_vector = self.bundle.space.text_vectors(query_embedding)[0]
+        reranker = getattr(self.bundle, "reranker", None)
+        if reranker is None:
+            rows = self.store.search(query_vector, k=k, where=where)
+        else:
+            rows = self._reranked(reranker, query_embedding[0], query_vector, k, where)
         results = [SearchResult.from_row(row) for row in rows]
         if min_score is not None:
             results = [result for result in results if result.score >= min_score]
         return SearchResponse(query, False, None, results, profile.name, warnings)
+
+    def _reranked(
+        self,
+        reranker: Any,
+        query_embedding: np.ndarray,
+        query_vector: np.ndarray,
+        k: int,
+        where: str | None,
+    ) -> list[dict[str, Any]]:
+        """Vector search for the top ``max(k, top_n)``, then the MLP scores and re-sorts them."""
+        rows = self.store.search(
+            query_vector, k=max(k, reranker.top_n), where=where, extra_columns=["features"]
+        )
+        if not rows:
+            return rows
+        features = np.asarray([row.pop("features") for row in rows], dtype=np.float32)
+        similarities = np.asarray([row["score"] for row in rows], dtype=np.float32)
+        scores = reranker.score(query_embedding, features, similarities)
+        for row, similarity, score in zip(rows, similarities, scores, strict=True):
+            row["similarity"] = float(similarity)
+            row["score"] = float(score)
+        rows.sort(key=lambda row: -row["score"])
+        return rows[:k]
 
     def _check_bundle(self) -> None:
         from pixsearch.db.schema import table_info

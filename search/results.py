@@ -18,7 +18,8 @@ class SearchResult:
 
     path: str
     score: float
-    """Cosine similarity of query and photo in the search space (higher is better)."""
+    """How well the photo matches (higher is better): the reranker's calibrated relevance in
+    [0, 1] when the bundle has one, else the cosine similarity in the search space."""
     id: str
     width: int
     height: int
@@ -29,6 +30,8 @@ class SearchResult:
     restricted: bool = False
     child_score: float = 0.0
     caption: str | None = None
+    similarity: float | None = None
+    """Cosine similarity in the search space (set when a reranker made ``score``)."""
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> SearchResult:
@@ -46,6 +49,7 @@ class SearchResult:
             restricted=bool(row["restricted"]),
             child_score=float(row["child_score"]),
             caption=row.get("caption"),
+            similarity=row.get("similarity"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,6 +67,7 @@ class SearchResult:
             "restricted": self.restricted,
             "child_score": round(self.child_score, 6),
             "caption": self.caption,
+            "similarity": None if self.similarity is None else round(self.similarity, 6),
         }
 
 

@@ -29,7 +29,8 @@ def indexed(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize(
-    "command", ["index", "search", "info", "reindex", "remove", "demo", "export", "eda", "train"]
+    "command",
+    ["index", "search", "info", "policy", "reindex", "remove", "demo", "export", "eda", "train"],
 )
 def test_every_command_has_help_with_an_example(command: str) -> None:
     result = runner.invoke(app, [command, "--help"])
@@ -148,3 +149,13 @@ def test_installed_command_end_to_end(indexed) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["results"][0]["path"].endswith("coffee.png")
+
+
+def test_policy_command_shows_and_sets_the_default(tmp_path: Path) -> None:
+    db = str(tmp_path / "db")
+    shown = runner.invoke(app, ["policy", "--db", db])
+    assert shown.exit_code == 0 and shown.output.strip().endswith("strict")
+    changed = runner.invoke(app, ["policy", "none", "--db", db])
+    assert changed.exit_code == 0 and changed.output.strip().endswith("none")
+    bad = runner.invoke(app, ["policy", "lenient", "--db", db])
+    assert bad.exit_code == 2 and "strict" in bad.output

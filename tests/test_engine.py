@@ -212,3 +212,43 @@ def test_remove_by_file_and_folder(tmp_path: Path) -> None:
     assert engine.remove([tmp_path / "p" / "a.png"]) == 1
     assert engine.remove([tmp_path / "p" / "sub"]) == 2
     assert engine.store.count() == 0
+
+
+def test_captions_about_children_restrict_the_photo(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    noise_image(photos / "beach.png", 1)
+    noise_image(photos / "party.png", 2)
+    (photos / "party.png.txt").write_text("Two little boys at a birthday party\n")
+    exif = Image.Exif()
+    exif[0x010E] = "A girl on a swing"
+    Image.open(noise_image(photos / "swing.png", 3)).convert("RGB").save(
+        photos / "swing.jpg", exif=exif
+    )
+    os.remove(photos / "swing.png")
+    engine = ImageSearch(tmp_path / "db")
+    engine.index(photos)
+    rows = {
+        Path(r["path"]).name: r
+        for r in engine.store.scan(["path", "caption", "restricted"]).to_pylist()
+    }
+    assert rows["party.png"]["caption"] == "Two little boys at a birthday party"
+    assert rows["party.png"]["restricted"] and rows["swing.jpg"]["restricted"]
+    assert not rows["beach.png"]["restricted"]
+    strict = engine.search("noise", k=3)
+    assert [Path(p).name for p in strict.paths] == ["beach.png"]
+    assert len(engine.search("noise", k=3, policy="none")) == 3
+
+
+def test_database_default_policy(tmp_path: Path) -> None:
+    noise_image(tmp_path / "a.png", 1)
+    engine = ImageSearch(tmp_path / "db")
+    engine.index(tmp_path / "a.png")
+    assert engine.default_policy == "strict"
+    assert engine.search("a little boy").blocked
+    engine.set_default_policy("none")
+    reopened = ImageSearch(tmp_path / "db")
+    assert reopened.default_policy == "none" and not reopened.search("a little boy").blocked
+    assert ImageSearch(tmp_path / "db", policy="strict").search("a little boy").blocked
+    with pytest.raises(InvalidInputError, match="strict"):
+        engine.set_default_policy("lenient")
