@@ -32,6 +32,11 @@ from pixsearch.indexer.scan import FileEntry, scan_photos
 
 log = logging.getLogger("pixsearch.indexer")
 
+WRITE_BATCH_ENV = "PIXSEARCH_WRITE_BATCH"
+"""Rows per commit (default 512); each commit is one LanceDB version."""
+COMMIT_EVERY_SECONDS = 10.0
+"""A slow run also commits at least this often, so a kill loses little work."""
+
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)`` while files are processed."""
 
@@ -143,13 +148,13 @@ class Indexer:
         bundle: Any,
         *,
         batch_size: int = 32,
-        write_batch: int = 512,
+        write_batch: int | None = None,
         workers: int | None = None,
     ):
         self.store = store
         self.bundle = bundle
         self.batch_size = batch_size
-        self.write_batch = write_batch
+        self.write_batch = write_batch or int(os.environ.get(WRITE_BATCH_ENV, "512"))
         self.workers = workers or min(8, (os.cpu_count() or 2) + 2)
         self.schema = schema_for_bundle(bundle)
 
@@ -224,16 +229,21 @@ class Indexer:
         to_reuse: list[_Read] = []
         done = done_before
 
+        last_commit = time.monotonic()
+
         def flush(force: bool = False) -> None:
+            nonlocal last_commit
             if to_encode and (force or len(to_encode) >= self.batch_size):
                 pending_rows.extend(self._encode(to_encode, report))
                 to_encode.clear()
             if to_reuse and (force or len(to_reuse) >= self.write_batch):
                 pending_rows.extend(self._reuse(to_reuse, report))
                 to_reuse.clear()
-            if pending_rows and (force or len(pending_rows) >= self.write_batch):
+            due = time.monotonic() - last_commit >= COMMIT_EVERY_SECONDS
+            if pending_rows and (force or due or len(pending_rows) >= self.write_batch):
                 self.store.upsert(self.to_arrow(pending_rows))
                 pending_rows.clear()
+                last_commit = time.monotonic()
 
         for read in self._read_all(todo, set(known_hashes)):
             done += 1

@@ -83,7 +83,11 @@ def open_rgb(
         return rgb, width, height, image_format
     except ImageDecodeError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:
+        raise ImageDecodeError(
+            f"{where}declared size is too large (decompression-bomb guard: {error}); skipped"
+        ) from error
+    except UnidentifiedImageError as error:
         raise ImageDecodeError(f"{where}not a readable image ({error})") from error
     except (OSError, ValueError, SyntaxError, EOFError) as error:
         raise ImageDecodeError(f"{where}cannot decode ({type(error).__name__}: {error})") from error
