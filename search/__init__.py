@@ -4,23 +4,36 @@
 >>> engine = ImageSearch(db="/tmp/my-photos.db")              # doctest: +SKIP
 >>> engine.index("~/Pictures")                                # doctest: +SKIP
 >>> engine.search("a red car", k=5, filters=[Filter("width", ">=", 800)])  # doctest: +SKIP
+
+Names are imported on first use (PEP 562), so ``pixsearch --help`` and other commands that
+need no database do not pay for importing LanceDB.
 """
 
-from pixsearch.db.errors import (
-    BundleMismatchError,
-    DatabaseError,
-    DatabaseLockedError,
-    ImageDecodeError,
-    InvalidInputError,
-    MissingExtraError,
-    ModelBundleError,
-    PixsearchError,
-    SchemaVersionError,
-)
-from pixsearch.db.filters import FILTER_FIELDS, Filter, parse_filter
-from pixsearch.indexer.pipeline import IndexReport
-from pixsearch.search.engine import ImageSearch, clean_query
-from pixsearch.search.results import DatabaseStats, SearchResponse, SearchResult
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "BundleMismatchError": "pixsearch.db.errors",
+    "DatabaseError": "pixsearch.db.errors",
+    "DatabaseLockedError": "pixsearch.db.errors",
+    "ImageDecodeError": "pixsearch.db.errors",
+    "InvalidInputError": "pixsearch.db.errors",
+    "MissingExtraError": "pixsearch.db.errors",
+    "ModelBundleError": "pixsearch.db.errors",
+    "PixsearchError": "pixsearch.db.errors",
+    "SchemaVersionError": "pixsearch.db.errors",
+    "FILTER_FIELDS": "pixsearch.db.filters",
+    "Filter": "pixsearch.db.filters",
+    "parse_filter": "pixsearch.db.filters",
+    "IndexReport": "pixsearch.indexer.pipeline",
+    "ImageSearch": "pixsearch.search.engine",
+    "clean_query": "pixsearch.search.engine",
+    "DatabaseStats": "pixsearch.search.results",
+    "SearchResponse": "pixsearch.search.results",
+    "SearchResult": "pixsearch.search.results",
+}
 
 __all__ = [
     "FILTER_FIELDS",
@@ -42,3 +55,34 @@ __all__ = [
     "clean_query",
     "parse_filter",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pixsearch.search' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from pixsearch.db.errors import (
+        BundleMismatchError,
+        DatabaseError,
+        DatabaseLockedError,
+        ImageDecodeError,
+        InvalidInputError,
+        MissingExtraError,
+        ModelBundleError,
+        PixsearchError,
+        SchemaVersionError,
+    )
+    from pixsearch.db.filters import FILTER_FIELDS, Filter, parse_filter
+    from pixsearch.indexer.pipeline import IndexReport
+    from pixsearch.search.engine import ImageSearch, clean_query
+    from pixsearch.search.results import DatabaseStats, SearchResponse, SearchResult
