@@ -1,10 +1,15 @@
 """Image and text features from the project's ONNX encoders, cached on disk.
 
 The cache is keyed by *content*: the sha256 of a photo file's bytes (or of a text's UTF-8
-bytes) and the model bundle id, so renamed or copied photos cost nothing and a new bundle never
-reads stale vectors. Layout::
+bytes) and the sha256 of the *encoder file* that made the vectors (``encoder_key``), so renamed
+or copied photos cost nothing, a new encoder never reads stale vectors, and adding heads to the
+bundle (which changes the bundle id) keeps every cached feature. Layout::
 
-    <cache_dir>/<bundle_id>/<kind>/<chunk>.npz      kind: "image" (1280-d) or "text" (384-d)
+    <cache_dir>/<encoder_key>/<kind>/<chunk>.npz
+    kind: "image" (1280-d), "image-hflip" (the photo mirrored left-right) or "text" (384-d)
+
+``encoder_key`` is ``enc-`` + the first 16 hex digits of the encoder file's sha256 as listed in
+the bundle manifest; a bundle-like object without a manifest (tests) falls back to its id.
 
 Each chunk holds ``keys`` (hex sha256) and ``vectors`` (float32); chunks are written atomically
 (temp file + rename) after every batch, so an interrupted run resumes where it stopped, and the
@@ -148,6 +153,26 @@ class FeatureCache:
         self._written = self._written[-1:]
 
 
+def encoder_key(bundle: Any, model: str) -> str:
+    """Cache key of one encoder (``"image_encoder"`` or ``"text_encoder"``) of ``bundle``.
+
+    ``enc-<sha256[:16]>`` of the encoder file named in the manifest, so the key survives any
+    change to the other bundle files; ``bundle.id`` when the bundle has no manifest entry.
+
+    >>> class B:
+    ...     id = "b1"
+    ...     manifest = {"models": {"text_encoder": {"file": "t.onnx"}}}
+    ...     files = {"t.onnx": "ab" * 32}
+    >>> encoder_key(B(), "text_encoder"), encoder_key(B(), "image_encoder")
+    ('enc-abababababababab', 'b1')
+    """
+    try:
+        name = bundle.manifest["models"][model]["file"]
+        return "enc-" + str(bundle.files[name])[:16]
+    except (AttributeError, KeyError, TypeError):
+        return str(bundle.id)
+
+
 def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -162,8 +187,12 @@ def image_features(
     workers: int = 4,
     lookahead: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    flip: bool = False,
 ) -> np.ndarray:
     """Pooled image-encoder features, ``float32 [len(paths), feature_dim]``, in input order.
+
+    With ``flip`` each photo is mirrored left-right before encoding (cached as its own kind,
+    ``image-hflip``): test-time or training-time augmentation for the trained heads.
 
     Files are hashed and decoded in a thread pool (``workers``) with at most ``lookahead``
     batches decoded ahead of the encoder; identical files are encoded once. An unreadable
@@ -173,7 +202,9 @@ def image_features(
     from pixsearch.indexer.preprocess import load_photo
 
     paths = [Path(p) for p in paths]
-    cache = FeatureCache(cache_dir, bundle.id, "image")
+    cache = FeatureCache(
+        cache_dir, encoder_key(bundle, "image_encoder"), "image-hflip" if flip else "image"
+    )
     with ThreadPoolExecutor(max_workers=workers) as pool:
         keys = list(pool.map(sha256_file, paths))
         found = cache.get_many(keys)
@@ -199,6 +230,8 @@ def image_features(
                 pending.append(submit(batches[next_batch]))
                 next_batch += 1
             pixels = np.stack([future.result().pixels for future in futures])
+            if flip:
+                pixels = np.ascontiguousarray(pixels[:, :, ::-1, :])
             features, _logits = bundle.image_encoder.encode(pixels)
             features = np.asarray(features, dtype=np.float32)
             batch_keys = [key for key, _ in batch]
@@ -223,7 +256,7 @@ def text_features(
 ) -> np.ndarray:
     """Text-encoder embeddings, ``float32 [len(texts), 384]``, in input order (cached)."""
     texts = [str(t) for t in texts]
-    cache = FeatureCache(cache_dir, bundle.id, "text")
+    cache = FeatureCache(cache_dir, encoder_key(bundle, "text_encoder"), "text")
     keys = [sha256_text(t) for t in texts]
     found = cache.get_many(keys)
     todo: dict[str, str] = {}
