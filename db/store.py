@@ -54,9 +54,17 @@ class PhotoStore:
     Readers never block; writers take :meth:`writer_lock` so that only one process writes.
     """
 
-    def __init__(self, uri: str | Path, *, storage_options: dict[str, str] | None = None):
+    def __init__(
+        self,
+        uri: str | Path,
+        *,
+        storage_options: dict[str, str] | None = None,
+        table: str = TABLE_NAME,
+    ):
         self.uri = str(uri)
         self.storage_options = storage_options
+        self.table_name = table
+        """The table this store reads and writes (``photos``; batch jobs use staging tables)."""
         self._db: Any = None
         self._table: Any = None
 
@@ -66,10 +74,15 @@ class PhotoStore:
         """True when the database is a folder on this machine (not ``s3://`` and the like)."""
         return "://" not in self.uri or self.uri.startswith("file://")
 
+    @property
+    def local_path(self) -> Path:
+        """The folder of a local database (``file://`` stripped)."""
+        return Path(self.uri.removeprefix("file://"))
+
     def _connect(self) -> Any:
         if self._db is None:
             if self.is_local:
-                Path(self.uri).mkdir(parents=True, exist_ok=True)
+                self.local_path.mkdir(parents=True, exist_ok=True)
             with _translated_errors(f"open the database at {self.uri}"):
                 self._db = lancedb.connect(
                     self.uri,
@@ -83,10 +96,10 @@ class PhotoStore:
     def _open(self) -> Any | None:
         if self._table is None:
             db = self._connect()
-            with _translated_errors(f"open the photos table in {self.uri}"):
-                if TABLE_NAME not in db.list_tables().tables:
+            with _translated_errors(f"open the {self.table_name} table in {self.uri}"):
+                if self.table_name not in db.list_tables().tables:
                     return None
-                self._table = db.open_table(TABLE_NAME)
+                self._table = db.open_table(self.table_name)
         return self._table
 
     @property
@@ -110,7 +123,9 @@ class PhotoStore:
         info = self.table_info()
         if info is None:
             with _translated_errors(f"create the photos table in {self.uri}"):
-                self._table = self._connect().create_table(TABLE_NAME, schema=schema, exist_ok=True)
+                self._table = self._connect().create_table(
+                    self.table_name, schema=schema, exist_ok=True
+                )
             return
         check_compatible(info, expected, self.uri)
 
@@ -182,8 +197,8 @@ class PhotoStore:
             return
         from filelock import FileLock, Timeout
 
-        Path(self.uri).mkdir(parents=True, exist_ok=True)
-        lock = FileLock(os.path.join(self.uri, LOCK_FILE))
+        self.local_path.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(os.path.join(self.local_path, LOCK_FILE))
         try:
             lock.acquire(timeout=wait_seconds)
         except Timeout as error:
@@ -210,6 +225,13 @@ class PhotoStore:
                 .execute(rows)
             )
 
+    def add(self, rows: pa.Table) -> None:
+        """Append rows without looking for existing ids (one commit; callers skip known ids)."""
+        if rows.num_rows == 0:
+            return
+        with _translated_errors("write photos"):
+            self.table.add(rows)
+
     def delete_ids(self, ids: Sequence[str], *, chunk: int = 500) -> int:
         """Delete rows by id; returns how many ids were asked for."""
         for start in range(0, len(ids), chunk):
@@ -223,12 +245,34 @@ class PhotoStore:
         with _translated_errors("update photos"):
             self.table.update(where=where, values=values)
 
-    def replace_all(self, rows: pa.Table, schema: pa.Schema) -> None:
-        """Atomically replace the whole table (new bundle): readers see old or new, never half."""
-        with _translated_errors("rewrite the photos table"):
+    def replace_all(self, rows: pa.Table | pa.RecordBatchReader, schema: pa.Schema) -> None:
+        """Atomically replace the whole table (new bundle): readers see old or new, never half.
+
+        ``rows`` may be a stream (:meth:`batches` of a staging table): it is written without
+        being held in memory, and committed once at the end.
+        """
+        data = rows.cast(schema) if isinstance(rows, pa.Table) else rows
+        with _translated_errors(f"rewrite the {self.table_name} table"):
             self._table = self._connect().create_table(
-                TABLE_NAME, data=rows.cast(schema), schema=schema, mode="overwrite"
+                self.table_name, data=data, schema=schema, mode="overwrite"
             )
+
+    def batches(self, columns: Sequence[str] | None = None) -> pa.RecordBatchReader:
+        """Stream the whole table (optionally some columns) as Arrow record batches."""
+        table = self.table
+        with _translated_errors(f"read the {self.table_name} table"):
+            query = table.search().limit(None)
+            if columns is not None:
+                query = query.select(list(columns))
+            return query.to_batches()
+
+    def drop(self) -> None:
+        """Delete this store's table (and its files) if it exists."""
+        db = self._connect()
+        with _translated_errors(f"drop the {self.table_name} table"):
+            if self.table_name in db.list_tables().tables:
+                db.drop_table(self.table_name)
+        self._table = None
 
     def optimize(self) -> None:
         """Compact files, refresh indexes, drop old versions; build scalar indexes once."""
