@@ -354,6 +354,43 @@ def _matrix(values: np.ndarray, width: int, what: str) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+class ChildClassifier:
+    """The content policy's child-photo classifier: image ``features [N,1280]`` -> ``scores [N]``
+    in [0,1]; a photo is restricted when its score is at least :attr:`threshold`.
+
+    Written by ``pixsearch train-policy`` (manifest section ``policy.child_classifier``); a
+    bundle without that section has ``bundle.child_classifier is None``.
+
+    >>> classifier = ModelBundle.load().child_classifier
+    >>> scores = classifier.scores(np.zeros((2, 1280), np.float32))
+    >>> scores.shape, bool(((scores >= 0) & (scores <= 1)).all()), 0 < classifier.threshold < 1
+    ((2,), True, True)
+    """
+
+    def __init__(self, model: OnnxModel, threshold: float, feature_dim: int = 1280) -> None:
+        threshold = float(threshold)
+        if not 0.0 <= threshold <= 1.0:  # also refuses NaN
+            raise ValueError(f"child classifier threshold must be in [0, 1], got {threshold!r}")
+        self.model = model
+        self.threshold = threshold
+        self.feature_dim = feature_dim
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """Scores ``float32 [N]`` in [0,1] of image encoder features ``[N,1280]``."""
+        features = _matrix(features, self.feature_dim, "image features")
+        if len(features) == 0:
+            return np.zeros(0, np.float32)
+        (scores,) = self.model.run(["scores"], {"features": features})
+        return np.asarray(scores, np.float32).reshape(-1)
+
+    def restricted(self, features: np.ndarray) -> np.ndarray:
+        """``bool [N]``: ``scores(features) >= threshold``."""
+        return self.scores(features) >= self.threshold
+
+    def __repr__(self) -> str:
+        return f"ChildClassifier(threshold={self.threshold!r})"
+
+
 class ModelBundle:
     """A model bundle folder: its manifest, encoders and embedding space.
 
@@ -400,6 +437,14 @@ class ModelBundle:
                 text_dim=self.text_dim,
             )
             self._class_names_file: str = manifest["class_names"]
+            child = (manifest.get("policy") or {}).get("child_classifier")
+            self.child_classifier: ChildClassifier | None = (
+                ChildClassifier(
+                    self._model(child["file"]), child["threshold"], feature_dim=self.feature_dim
+                )
+                if child
+                else None
+            )
         except (KeyError, TypeError, ValueError) as error:
             raise ModelBundleError(
                 f"{self.path / MANIFEST_NAME} is incomplete or malformed ({error!r}); {_FIX}"
