@@ -145,7 +145,7 @@ def compare(name: str, reference: np.ndarray, exported: np.ndarray) -> dict[str,
     norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(exported, axis=1)
     min_cos = float(np.min(np.sum(reference * exported, axis=1) / np.maximum(norms, 1e-30)))
     tol = TOLERANCES[name]
-    figures = {"max_abs_diff": float(f"{max_abs:.2e}"), "min_cosine": float(f"{min_cos:.6f}")}
+    figures = {"max_abs_diff": float(f"{max_abs:.2e}"), "min_cosine": float(f"{min_cos:.8f}")}
     if not (max_abs <= tol.max_abs and min_cos >= tol.min_cosine):
         raise ParityError(
             f"{name} drifts from PyTorch: max abs diff {max_abs:.3g} (allowed {tol.max_abs:g}), "
@@ -249,8 +249,20 @@ def _manifest(
 ) -> dict[str, Any]:
     """The manifest (without ``bundle_id``); every value is derived, nothing is timestamped."""
     version = sources.package_version
-    tooling = {name: version(name) for name in ("torch", "onnx", "onnxruntime", "optimum")}
-    tooling["optimum-onnx"] = version("optimum-onnx")
+    tooling = {
+        name: version(name)
+        for name in (
+            "torch",
+            "transformers",
+            "tokenizers",
+            "optimum",
+            "optimum-onnx",
+            "onnx",
+            "onnxscript",
+            "onnx-ir",
+            "onnxruntime",
+        )
+    }
     return {
         "format_version": FORMAT_VERSION,
         "bundle_id": "",
@@ -337,6 +349,46 @@ def bundle_id(files: dict[str, str]) -> str:
 
     lines = "".join(f"{name}:{digest}\n" for name, digest in sorted(files.items()))
     return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
+
+ENCODER_FILES = (TEXT_FILE, TOKENIZER_FILE, IMAGE_FILE)
+"""What trained additions (heads, classifiers) are computed from."""
+
+
+def _keep_trained_additions(manifest: dict[str, Any], out_dir: Path, log: Callable) -> None:
+    """Carry over what training added to an existing bundle in ``out_dir`` (with
+    :func:`pixsearch.exporter.bundle_update.add_to_bundle`: manifest sections this export does
+    not write, e.g. ``policy``, ``reranker``, and their files), but only when the encoders they
+    were trained on came out byte-identical. Otherwise they are dropped from the manifest with a
+    message: their inputs changed, so they must be trained again. The ``space`` is always reset
+    to the label bridge (re-run the space training to restore a trained space)."""
+    previous_path = out_dir / MANIFEST_NAME
+    if not previous_path.is_file():
+        return
+    try:
+        previous = json.loads(previous_path.read_text(encoding="utf-8"))
+        old_files: dict[str, str] = previous["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        log(f"WARNING: {previous_path} unreadable; writing a fresh manifest")
+        return
+    extra_keys = [key for key in previous if key not in manifest]
+    extra_files = {
+        name: digest for name, digest in old_files.items() if name not in manifest["files"]
+    }
+    if not extra_keys and not extra_files:
+        return
+    same = all(old_files.get(name) == manifest["files"][name] for name in ENCODER_FILES)
+    present = all((out_dir / name).is_file() for name in extra_files)
+    if same and present:
+        for key in extra_keys:
+            manifest[key] = previous[key]
+        manifest["files"] = dict(sorted({**manifest["files"], **extra_files}.items()))
+        log(f"kept trained additions (encoders unchanged): {extra_keys + sorted(extra_files)}")
+    else:
+        log(
+            f"WARNING: dropped trained additions {extra_keys + sorted(extra_files)} from the "
+            "manifest: the encoders they were trained on changed; train them again"
+        )
 
 
 def export_bundle(
@@ -432,8 +484,10 @@ def export_bundle(
             if size >= 40_000_000:
                 raise ModelBundleError(f"{name} is {size / 1e6:.1f} MB, over the 40 MB limit")
         manifest = _manifest(files, parity, class_embeddings.shape[1], features.shape[1])
-        manifest["bundle_id"] = bundle_id(files)
-        (stage / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        _keep_trained_additions(manifest, out_dir, log)
+        manifest["bundle_id"] = bundle_id(manifest["files"])
+        text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+        (stage / MANIFEST_NAME).write_text(text, encoding="utf-8")
 
         out_dir.mkdir(parents=True, exist_ok=True)
         for path in sorted(stage.iterdir()):
