@@ -239,25 +239,44 @@ def policy_default(
 @app.command()
 def reindex(
     path: Annotated[
-        Path | None, typer.Argument(help="Also (re)index the photos under this folder.")
+        str | None,
+        typer.Argument(help="(Re)index the photos under this folder or s3:// prefix."),
     ] = None,
     db: DbOption = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="Where photos are encoded: local (this process) or ray (Ray Data workers; "
+            'pip install "pixsearch[ray]", RAY_ADDRESS joins a cluster).',
+        ),
+    ] = "local",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
     wait: WaitOption = 0.0,
 ) -> None:
-    """Rebuild the database with the installed model bundle (after an upgrade).
+    """Re-encode the database with the installed model bundle (after an upgrade), as a batch job.
 
-    Rows are re-projected from stored features when the image encoder is unchanged, else the
-    photos are read again. Example: pixsearch reindex --db ~/photos.db
+    With PATH the photos under it are (re)indexed, else those already in the database. A new
+    bundle is built in a staging table and replaces the old one when the job completes; an
+    interrupted job resumes. Example: pixsearch reindex s3://bucket/photos/ --db s3://bucket/db
+    --engine ray
     """
-    progress = _Progress("reindexing", not quiet and not as_json)
+    import time
+
+    shown = [0.0]
+
+    def status(state: Any) -> None:
+        if quiet or as_json:
+            return
+        if state.done >= state.total or time.monotonic() - shown[0] >= 2.0:
+            shown[0] = time.monotonic()
+            typer.echo(state.line(), err=True)
+
     try:
-        report = _engine(db).reindex(path, progress=progress, wait_seconds=wait)
+        report = _engine(db).reindex(path, engine=engine, status=status, wait_seconds=wait)
     except PixsearchError as error:
         raise _fail(error) from error
-    finally:
-        progress.close()
     _print_report(report, as_json, verbose=False)
 
 

@@ -126,26 +126,35 @@ class ImageSearch:
         self,
         path: str | os.PathLike[str] | None = None,
         *,
+        engine: str = "local",
         progress: ProgressCallback | None = None,
+        status: Any = None,
         wait_seconds: float = 0.0,
     ) -> IndexReport:
-        """Rebuild every row with the current model bundle, then index ``path`` if given.
+        """Re-encode the database with the current model bundle, as a batch job.
 
-        While the image encoder is unchanged, rows are re-projected from their stored
-        features (no photo is decoded); otherwise the photos are read again. The new table
-        replaces the old one in one commit: searches see the old or the new, never a mix.
+        With ``path`` (a folder or an ``s3://`` prefix) the photos under it are (re)indexed;
+        without it, the photos already in the database are. ``engine`` is ``"local"`` (this
+        process) or ``"ray"`` (Ray Data workers, ``pip install "pixsearch[ray]"``). A new
+        bundle builds a staging table that replaces the old one in one commit: searches see
+        the old or the new, never a mix; while the image encoder is unchanged, rows are
+        re-projected from their stored features. An interrupted job resumes where it stopped.
+        ``status`` gets a :class:`pixsearch.indexer.batch.JobStatus` (rate, ETA, failures).
         """
-        report = IndexReport()
-        info = self.store.table_info()
-        if info is not None:
-            report = self._rebuild(info.feature_source, progress, wait_seconds)
-        if path is not None:
-            folder_report = self.index(path, progress=progress, wait_seconds=wait_seconds)
-            folder_report.encoded += report.encoded
-            folder_report.updated += report.updated
-            folder_report.failed.extend(report.failed)
-            return folder_report
-        return report
+        from pixsearch.indexer.batch import run_reindex
+
+        source = None if path is None else os.fspath(path)
+        if source is not None and "://" not in source:
+            source = os.path.expanduser(source)
+        return run_reindex(
+            self.store,
+            self.bundle,
+            source,
+            engine=engine,
+            progress=progress,
+            status=status,
+            wait_seconds=wait_seconds,
+        )
 
     def _rebuild(
         self, stored_source: str, progress: ProgressCallback | None, wait_seconds: float

@@ -1,0 +1,296 @@
+"""Where photos come from: a local folder (or file) or an object-store prefix (``s3://``).
+
+A :class:`PhotoSource` lists the photos under its root with size, mtime and (where the store
+gives it) ETag, and reads one photo's bytes. Object stores go through ``pyarrow.fs``, already a
+dependency: credentials, region and endpoint come from ``storage_options`` (LanceDB's keys,
+e.g. ``aws_endpoint``, ``aws_access_key_id``, ``allow_http``) or else from the usual
+``AWS_*`` environment variables (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...).
+Sources are picklable, so that batch workers on other machines can read with them.
+
+>>> import tempfile, pathlib
+>>> root = pathlib.Path(tempfile.mkdtemp())
+>>> _ = (root / "cat.jpg").write_bytes(b"not really a jpeg")
+>>> source = open_source(str(root))
+>>> [pathlib.Path(e.path).name for e in source.list().files]
+['cat.jpg']
+>>> source.read(source.list().files[0].path).data
+b'not really a jpeg'
+>>> is_remote("s3://bucket/photos/"), is_remote("/home/me/photos")
+(True, False)
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
+
+from pixsearch.db.errors import InvalidInputError
+from pixsearch.indexer.preprocess import SUPPORTED_SUFFIXES
+from pixsearch.indexer.scan import KNOWN_UNSUPPORTED_SUFFIXES, scan_photos
+
+SIDECAR_MAX_BYTES = 10_000
+"""Only the first 10 kB of a sidecar caption are read (as the local indexer does)."""
+
+_OPTION_KEYS = {
+    "access_key": ("aws_access_key_id", "access_key_id"),
+    "secret_key": ("aws_secret_access_key", "secret_access_key"),
+    "session_token": ("aws_session_token", "session_token", "token"),
+    "region": ("aws_region", "region", "aws_default_region"),
+    "endpoint_override": ("aws_endpoint", "aws_endpoint_url", "endpoint", "endpoint_url"),
+}
+"""pyarrow ``S3FileSystem`` argument -> the ``storage_options`` keys LanceDB accepts for it."""
+
+
+def is_remote(uri: str | os.PathLike[str]) -> bool:
+    """True for an object-store URI (``s3://``, ``gs://``, ...), False for a local path."""
+    text = os.fspath(uri)
+    return "://" in text and not text.startswith("file://")
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    """One photo of a source: its path (absolute local path, or full URI), size and mtime.
+
+    ``etag`` is the object store's entity tag when known (listing through ``pyarrow.fs`` does
+    not return it; a read does); ``sidecar`` is the caption file found next to it, if any.
+    """
+
+    path: str
+    size: int
+    mtime_ns: int
+    etag: str | None = None
+    sidecar: str | None = None
+
+
+@dataclass
+class Listing:
+    """The photos of a source, and what was passed over with the reason."""
+
+    files: list[SourceEntry] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PhotoBytes:
+    """A photo's bytes and the entry as read (size/mtime/etag of the bytes actually read)."""
+
+    data: bytes
+    entry: SourceEntry
+
+
+class PhotoSource:
+    """Photos under ``uri``: a local folder or file, or an object-store prefix.
+
+    ``read`` also reads any other path of the same kind (a local file, or an object of the
+    same store), which is what re-encoding the rows already in a database needs.
+    """
+
+    def __init__(
+        self,
+        uri: str | os.PathLike[str],
+        *,
+        storage_options: dict[str, str] | None = None,
+        include_hidden: bool = False,
+    ) -> None:
+        text = os.fspath(uri)
+        self.remote = is_remote(text)
+        if self.remote:
+            self.uri = text
+        else:
+            self.uri = os.path.abspath(os.path.expanduser(text.removeprefix("file://")))
+        self.storage_options = dict(storage_options or {})
+        self.include_hidden = include_hidden
+        self._fs: Any = None
+
+    def __repr__(self) -> str:
+        return f"PhotoSource({self.uri!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_fs"] = None  # a filesystem handle is re-created on the other side
+        return state
+
+    # -- listing ----------------------------------------------------------------------------
+    def list(self) -> Listing:
+        """Every supported photo under the root, sorted by path; hidden entries skipped."""
+        if not self.remote:
+            if not os.path.exists(self.uri):
+                raise InvalidInputError(f"{self.uri} does not exist: give a folder or photo file")
+            scan = scan_photos(self.uri, include_hidden=self.include_hidden)
+            files = [SourceEntry(e.path, e.size, e.mtime_ns) for e in scan.files]
+            return Listing(files, list(scan.skipped))
+        return self._list_remote()
+
+    def _list_remote(self) -> Listing:
+        import pyarrow.fs as pafs
+
+        fs, root = self._filesystem_and_path(self.uri)
+        scheme = self.uri.split("://", 1)[0]
+        info = fs.get_file_info(root)
+        if info.type == pafs.FileType.File:
+            infos = [info]
+        elif info.type == pafs.FileType.Directory:
+            infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+        else:
+            raise InvalidInputError(f"{self.uri} does not exist: give a prefix or object URI")
+        listing = Listing()
+        names = {i.path for i in infos if i.type == pafs.FileType.File}
+        for item in infos:
+            if item.type != pafs.FileType.File:
+                continue
+            relative = item.path[len(root) :].lstrip("/")
+            if not self.include_hidden and any(p.startswith(".") for p in relative.split("/")):
+                continue
+            uri = f"{scheme}://{item.path}"
+            suffix = posixpath.splitext(item.path)[1].lower()
+            if suffix in KNOWN_UNSUPPORTED_SUFFIXES:
+                listing.skipped.append((uri, f"unsupported format {suffix}"))
+                continue
+            if suffix not in SUPPORTED_SUFFIXES:
+                continue
+            stem = posixpath.splitext(item.path)[0]
+            sidecar = next((c for c in (item.path + ".txt", stem + ".txt") if c in names), None)
+            listing.files.append(
+                SourceEntry(
+                    uri,
+                    int(item.size or 0),
+                    int(item.mtime_ns or 0),
+                    sidecar=f"{scheme}://{sidecar}" if sidecar else None,
+                )
+            )
+        listing.files.sort(key=lambda e: e.path)
+        return listing
+
+    def contains(self, path: str) -> bool:
+        """True when ``path`` lies under this source's root (it would be listed if present).
+
+        >>> PhotoSource("s3://b/photos").contains("s3://b/photos/a.jpg")
+        True
+        >>> PhotoSource("s3://b/photos").contains("s3://b/photos2/a.jpg")
+        False
+        """
+        if self.remote != is_remote(path):
+            return False
+        base = self.uri.rstrip("/") if self.remote else self.uri.rstrip(os.sep)
+        separator = "/" if self.remote else os.sep
+        return path == base or path.startswith(base + separator)
+
+    # -- reading ----------------------------------------------------------------------------
+    def read(self, path: str) -> PhotoBytes:
+        """Read one photo's bytes; raises ``OSError`` when it cannot be read."""
+        if not is_remote(path):
+            with open(path, "rb") as handle:
+                info = os.fstat(handle.fileno())
+                data = handle.read()
+            return PhotoBytes(data, SourceEntry(path, info.st_size, info.st_mtime_ns))
+        fs, key = self._filesystem_and_path(path)
+        with fs.open_input_stream(key) as stream:
+            data = stream.read()
+            meta = _metadata(stream)
+        etag = meta.get("ETag", "").strip('"') or None
+        mtime_ns = _http_date_ns(meta.get("Last-Modified", ""))
+        return PhotoBytes(data, SourceEntry(path, len(data), mtime_ns, etag=etag))
+
+    def sidecar_caption(self, entry: SourceEntry) -> str | None:
+        """The caption a user wrote next to a photo (``NAME.EXT.txt``, else ``NAME.txt``)."""
+        if not is_remote(entry.path):
+            from pixsearch.indexer.pipeline import sidecar_caption
+
+            return sidecar_caption(entry.path)
+        if entry.sidecar is None:
+            return None
+        try:
+            fs, key = self._filesystem_and_path(entry.sidecar)
+            with fs.open_input_stream(key) as stream:
+                raw = stream.read(SIDECAR_MAX_BYTES)
+        except OSError:
+            return None
+        return raw.decode("utf-8", "replace").strip() or None
+
+    def _filesystem_and_path(self, uri: str) -> tuple[Any, str]:
+        """The ``pyarrow.fs`` filesystem for ``uri``'s scheme (made once) and the path in it."""
+        import pyarrow.fs as pafs
+
+        scheme, rest = uri.split("://", 1)
+        if self._fs is None or self._fs[0] != scheme:
+            if scheme in ("s3", "s3a"):
+                fs: Any = s3_filesystem(self.storage_options)
+            else:
+                fs = pafs.FileSystem.from_uri(uri)[0]
+            self._fs = (scheme, fs)
+        return self._fs[1], rest.rstrip("/")
+
+
+def open_source(
+    uri: str | os.PathLike[str],
+    *,
+    storage_options: dict[str, str] | None = None,
+    include_hidden: bool = False,
+) -> PhotoSource:
+    """A :class:`PhotoSource` for a local path or an object-store URI."""
+    return PhotoSource(uri, storage_options=storage_options, include_hidden=include_hidden)
+
+
+def s3_filesystem(storage_options: dict[str, str] | None = None) -> Any:
+    """A ``pyarrow.fs.S3FileSystem`` from LanceDB-style ``storage_options``, else the env.
+
+    Unset values fall back to the AWS SDK's usual sources (``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``, ``AWS_ENDPOINT_URL``, profiles, instance roles).
+    An ``http://`` endpoint (or ``allow_http``) talks plain HTTP, for a local S3 server.
+
+    >>> s3_filesystem({"aws_endpoint": "http://127.0.0.1:9", "aws_region": "us-east-1",
+    ...                "aws_access_key_id": "k", "aws_secret_access_key": "s"}).region
+    'us-east-1'
+    """
+    import pyarrow.fs as pafs
+
+    options = {k.lower(): v for k, v in (storage_options or {}).items()}
+    kwargs: dict[str, Any] = {}
+    for argument, keys in _OPTION_KEYS.items():
+        value = next((options[k] for k in keys if options.get(k)), None)
+        if value is not None:
+            kwargs[argument] = value
+    endpoint = kwargs.get("endpoint_override") or os.environ.get("AWS_ENDPOINT_URL_S3") or ""
+    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL", "")
+    allow_http = str(options.get("allow_http", options.get("aws_allow_http", ""))).lower()
+    if endpoint.startswith("http://") or allow_http == "true":
+        kwargs["scheme"] = "http"
+    if endpoint:
+        kwargs["endpoint_override"] = endpoint.split("://", 1)[-1]
+    return pafs.S3FileSystem(**kwargs)
+
+
+def _metadata(stream: Any) -> dict[str, str]:
+    try:
+        raw = stream.metadata() or {}
+    except (AttributeError, OSError):
+        return {}
+    return {
+        (k.decode() if isinstance(k, bytes) else str(k)): (
+            v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+        )
+        for k, v in raw.items()
+    }
+
+
+def _http_date_ns(text: str) -> int:
+    """``Last-Modified`` as nanoseconds since the epoch (0 when absent or unparsable).
+
+    >>> _http_date_ns("2026-01-02T03:04:05Z")
+    1767323045000000000
+    """
+    from datetime import datetime
+    from email.utils import parsedate_to_datetime
+
+    if not text:
+        return 0
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return 0
+    return int(moment.timestamp()) * 1_000_000_000
