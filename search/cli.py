@@ -326,6 +326,8 @@ _COMMAND_MODULES = (
     "pixsearch.exporter.export_cli",
     "pixsearch.exporter.workflow_cli",
     "pixsearch.exporter.policy_cli",
+    "pixsearch.exporter.space_cli",
+    "pixsearch.exporter.eval_cli",
     "pixsearch.search.serve_cli",
 )
 """Modules that add commands with ``register(app)``; they import torch only when run."""
