@@ -300,6 +300,15 @@ class _RayShardEncoder:
         )
 
 
+def _require_ray() -> None:
+    """Fail before any work when the ray engine is asked for but Ray is not installed."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as error:
+        raise MissingExtraError(f"the ray engine needs Ray: {RAY_EXTRA}") from error
+
+
 def _encode_ray(
     shards: list[list[SourceEntry]],
     source: PhotoSource,
@@ -307,11 +316,10 @@ def _encode_ray(
     workers: int | None,
     cpus_per_worker: float,
 ) -> Iterator[ShardResult]:
-    try:
-        import ray
-        import ray.data
-    except ImportError as error:
-        raise MissingExtraError(f"the ray engine needs Ray: {RAY_EXTRA}") from error
+    _require_ray()
+    import ray
+    import ray.data
+
     if not ray.is_initialized():
         # RAY_ADDRESS (if set) joins a cluster; otherwise a local Ray starts on this machine.
         ray.init(include_dashboard=False, log_to_driver=False)
@@ -375,6 +383,8 @@ def run_reindex(
         raise InvalidInputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if shard_size < 1 or write_batch < 1:
         raise InvalidInputError("shard_size and write_batch must be at least 1")
+    if engine == "ray":
+        _require_ray()
     if source is not None and not isinstance(source, PhotoSource):
         source = open_source(source, storage_options=store.storage_options)
     job = _Job(store, bundle, source, engine, shard_size, write_batch, progress, status)

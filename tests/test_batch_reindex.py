@@ -1,0 +1,240 @@
+"""Batch reindexing (issue #7): the local and Ray engines, resume after a failure, and a model
+upgrade that readers only see once the job completes.
+
+The Ray tests start a local Ray (``num_cpus=2``) and skip with a reason without the [ray] extra.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import noise_image
+from test_object_store import S3Server, bucket, s3  # noqa: F401  (fixtures)
+
+from pixsearch.db.errors import InvalidInputError, MissingExtraError
+from pixsearch.db.schema import photo_schema
+from pixsearch.db.store import PhotoStore
+from pixsearch.indexer.batch import STAGING_PREFIX, JobStatus, job_id, run_reindex
+from pixsearch.indexer.pipeline import feature_source
+from pixsearch.indexer.sources import PhotoBytes, PhotoSource
+from pixsearch.search import ImageSearch
+
+
+class CrashingSource(PhotoSource):
+    """A source whose reads fail fatally (not a per-photo error) after ``reads_ok`` reads."""
+
+    def __init__(self, uri: str, reads_ok: int, **kwargs: Any) -> None:
+        super().__init__(uri, **kwargs)
+        self.reads_ok = reads_ok
+
+    def read(self, path: str) -> PhotoBytes:
+        if self.reads_ok <= 0:
+            raise RuntimeError("simulated crash: the job dies here")
+        self.reads_ok -= 1
+        return super().read(path)
+
+
+def _photos(folder: Path, count: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        noise_image(folder / f"p{i:03d}.png", i, size=(32, 24))
+    return folder
+
+
+def _make_old_bundle_table(engine: ImageSearch, *, same_encoder: bool) -> int:
+    """Pretend the database was built by an older bundle; returns its row count."""
+    old = photo_schema(
+        vector_dim=engine.bundle.vector_dim,
+        feature_dim=engine.bundle.feature_dim,
+        bundle_id="older-bundle",
+        space="old",
+        feature_source=feature_source(engine.bundle) if same_encoder else "older-encoder",
+    )
+    engine.store.replace_all(engine.store.table.to_arrow(), old)
+    return engine.store.count()
+
+
+def test_local_engine_in_place_is_incremental(tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "photos", 12)
+    engine = ImageSearch(tmp_path / "db")
+    seen: list[JobStatus] = []
+    report = engine.reindex(photos, status=seen.append)
+    assert (report.mode, report.added, report.encoded, report.swapped) == (
+        "in-place",
+        12,
+        12,
+        False,
+    )
+    assert seen[-1].done == seen[-1].total == 12 and seen[-1].failed == 0
+    assert engine.store.count() == 12
+    again = engine.reindex(photos)
+    assert again.unchanged == 12 and again.encoded == 0
+    noise_image(photos / "p000.png", 99, size=(40, 30))  # changed
+    (photos / "p001.png").unlink()  # gone
+    (photos / "broken.jpg").write_bytes(b"junk")
+    third = engine.reindex(photos)
+    assert (third.encoded, third.updated, third.removed) == (1, 1, 1)
+    assert [Path(p).name for p, _ in third.failed] == ["broken.jpg"]
+    assert engine.store.count() == 11
+
+
+def test_resume_after_a_crash_encodes_only_what_is_missing(tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "photos", 40)
+    store = PhotoStore(tmp_path / "db")
+    engine = ImageSearch(tmp_path / "db")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_reindex(
+            store,
+            engine.bundle,
+            CrashingSource(str(photos), reads_ok=25),
+            shard_size=8,
+            write_batch=8,
+            workers=1,
+        )
+    committed = store.count()
+    assert 8 <= committed <= 25  # whole shards committed before the crash, nothing more
+    report = run_reindex(store, engine.bundle, str(photos), shard_size=8, write_batch=8)
+    assert report.unchanged == committed and report.encoded == 40 - committed
+    assert store.count() == 40
+
+
+def test_upgrade_is_invisible_until_complete_and_resumes(tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "photos", 30)
+    engine = ImageSearch(tmp_path / "db")
+    engine.index(photos)
+    old_rows = _make_old_bundle_table(engine, same_encoder=False)
+    reader = PhotoStore(tmp_path / "db")  # a search process beside the job
+    version = reader.version()
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_reindex(
+            engine.store,
+            engine.bundle,
+            CrashingSource(str(photos), reads_ok=20),
+            shard_size=5,
+            write_batch=5,
+            workers=1,
+        )
+    staging = PhotoStore(
+        tmp_path / "db", table=STAGING_PREFIX + job_id(engine.bundle.id, str(photos))
+    )
+    staged = staging.count()
+    assert 5 <= staged <= 20
+    assert reader.table_info().bundle_id == "older-bundle" and reader.version() == version
+
+    seen: list[tuple[int, str, int]] = []
+
+    def look(state: JobStatus) -> None:  # a search process looks while the job runs
+        seen.append((state.done, reader.table_info().bundle_id, reader.count()))
+
+    report = run_reindex(
+        engine.store, engine.bundle, str(photos), shard_size=5, write_batch=5, status=look
+    )
+    during = [(bundle_id, count) for done, bundle_id, count in seen[:-1]]
+    assert len(during) >= 2 and set(during) == {("older-bundle", old_rows)}
+    assert seen[-1] == (30, engine.bundle.id, 30)  # the final report, after the swap
+    assert report.mode == "rebuild" and report.swapped
+    assert report.resumed == staged and report.encoded == 30 - staged
+    assert report.updated == 30 - staged and report.removed == 0
+    assert reader.table_info().bundle_id == engine.bundle.id and reader.count() == 30
+    assert PhotoStore(tmp_path / "db", table=staging.table_name).table_info() is None  # dropped
+    assert engine.search("noise", k=3, policy="none").results
+
+
+def test_upgrade_with_the_same_encoder_reprojects_without_decoding(tmp_path: Path) -> None:
+    photos = _photos(tmp_path / "photos", 6)
+    engine = ImageSearch(tmp_path / "db")
+    engine.index(photos)
+    _make_old_bundle_table(engine, same_encoder=True)
+    for photo in photos.iterdir():
+        photo.unlink()  # decoding is impossible now
+    report = engine.reindex()
+    assert (report.reprojected, report.encoded, report.updated) == (6, 0, 6)
+    assert engine.store.table_info().bundle_id == engine.bundle.id and engine.store.count() == 6
+
+
+def test_unknown_engine_and_missing_ray_are_clear(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = ImageSearch(tmp_path / "db")
+    with pytest.raises(InvalidInputError, match="unknown engine"):
+        engine.reindex(tmp_path, engine="spark")
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if ray were not installed
+    with pytest.raises(MissingExtraError, match=r'pip install "pixsearch\[ray\]"'):
+        engine.reindex(tmp_path, engine="ray")
+
+
+# -- Ray ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def local_ray(s3: S3Server) -> Any:  # noqa: F811
+    """A local Ray instance (2 CPUs); the workers inherit the S3 endpoint settings."""
+    ray = pytest.importorskip(
+        "ray", reason='the Ray engine needs the [ray] extra: pip install ".[ray]"'
+    )
+    import os
+
+    saved = {key: os.environ.get(key) for key in s3.env}
+    os.environ.update(s3.env)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # CrashingSource lives in this test module, which the workers cannot import: ship it by value
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_job_from_s3_photos_into_an_s3_database_then_search(
+    local_ray: Any,
+    s3: S3Server,  # noqa: F811
+    bucket: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from helpers import copy_demo_photos
+
+    demo = copy_demo_photos(tmp_path / "demo")
+    for photo in demo.iterdir():
+        s3.put(f"{bucket}/photos/demo/{photo.name}", photo.read_bytes())
+    s3.put_photos(f"{bucket}/photos/generated", 286)
+    engine = ImageSearch(f"{bucket}/db", storage_options=s3.options)
+    seen: list[JobStatus] = []
+    report = engine.reindex(f"{bucket}/photos/", engine="ray", status=seen.append)
+    assert report.engine == "ray" and report.encoded == 300 and not report.failed
+    assert report.shards == 5 and report.commits >= 2  # one commit per write batch
+    assert seen[-1].done == 300 and seen[-1].rate > 0
+    reader = ImageSearch(f"{bucket}/db", storage_options=s3.options)
+    assert reader.stats().photos == 300
+    hits = reader.search("a cat", k=3, filters=["path~/demo/"], policy="none").results
+    assert hits[0].path == f"{bucket}/photos/demo/chelsea.png", [h.path for h in hits]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_job_resumes_after_a_worker_crash(
+    local_ray: Any,
+    s3: S3Server,  # noqa: F811
+    bucket: str,  # noqa: F811
+) -> None:
+    s3.put_photos(f"{bucket}/photos", 96)
+    store = PhotoStore(f"{bucket}/db", storage_options=s3.options)
+    from pixsearch.indexer.models import ModelBundle
+
+    bundle = ModelBundle.load()
+    crashing = CrashingSource(f"{bucket}/photos", reads_ok=40, storage_options=s3.options)
+    with pytest.raises(Exception, match="simulated crash"):
+        run_reindex(store, bundle, crashing, engine="ray", shard_size=16, write_batch=16)
+    committed = store.count()
+    assert committed < 96
+    report = run_reindex(store, bundle, f"{bucket}/photos", engine="ray", shard_size=16)
+    assert report.unchanged == committed and report.encoded == 96 - committed
+    assert store.count() == 96
