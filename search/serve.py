@@ -79,7 +79,10 @@ class Photo(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: str = Field(description="Absolute path of the photo file.")
-    score: float = Field(description="Cosine similarity of query and photo (higher is better).")
+    score: float = Field(
+        description="How well the photo matches (higher is better): the reranker's calibrated "
+        "relevance in [0, 1] when the bundle has one, else the cosine similarity."
+    )
     id: str = Field(description="Row id; the photo is served at /photos/{id}.")
     width: int
     height: int
@@ -90,6 +93,9 @@ class Photo(BaseModel):
     restricted: bool = Field(description="Flagged as showing children (hidden under strict).")
     child_score: float
     caption: str | None
+    similarity: float | None = Field(
+        description="Cosine similarity in the search space (set when a reranker made score)."
+    )
 
 
 class SearchAnswer(BaseModel):
