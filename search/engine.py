@@ -18,7 +18,6 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from pixsearch.db.errors import DatabaseError, InvalidInputError
 from pixsearch.db.filters import Filter, combine
@@ -27,8 +26,6 @@ from pixsearch.indexer.pipeline import (
     Indexer,
     IndexReport,
     ProgressCallback,
-    caption_about_children,
-    feature_source,
     schema_for_bundle,
 )
 from pixsearch.search.locations import resolve_db
@@ -156,62 +153,6 @@ class ImageSearch:
             wait_seconds=wait_seconds,
         )
 
-    def _rebuild(
-        self, stored_source: str, progress: ProgressCallback | None, wait_seconds: float
-    ) -> IndexReport:
-        import time
-
-        started = time.perf_counter()
-        bundle = self.bundle
-        schema = schema_for_bundle(bundle)
-        same_encoder = stored_source == feature_source(bundle)
-        with self.store.writer_lock(wait_seconds=wait_seconds):
-            rows = self.store.scan(schema.names)
-            report = IndexReport()
-            if same_encoder and rows.num_rows:
-                rows = self._reproject(rows, schema)
-                report.updated = rows.num_rows
-            elif rows.num_rows:
-                rows, report = self._reencode(rows, schema, progress)
-            self.store.replace_all(rows, schema)
-            self.store.optimize()
-        report.seconds = time.perf_counter() - started
-        return report
-
-    def _reproject(self, rows: pa.Table, schema: pa.Schema) -> pa.Table:
-        """New vectors and policy scores from the stored features: no photo is decoded."""
-        indexer = Indexer(self.store, self.bundle)
-        features = _matrix(rows.column("features")).astype(np.float32)
-        vectors = self.bundle.space.image_vectors(features).astype(np.float32)
-        scores = indexer.child_scores(features)
-        captions = rows.column("caption").to_pylist()
-        restricted = [
-            bool(score >= indexer.child_threshold()) or caption_about_children(caption)
-            for score, caption in zip(scores, captions, strict=True)
-        ]
-        replacements = {
-            "vector": pa.FixedSizeListArray.from_arrays(
-                pa.array(vectors.ravel()), vectors.shape[1]
-            ),
-            "child_score": pa.array(scores, type=pa.float32()),
-            "restricted": pa.array(restricted, type=pa.bool_()),
-        }
-        for name, column in replacements.items():
-            rows = rows.set_column(rows.schema.get_field_index(name), schema.field(name), column)
-        return rows
-
-    def _reencode(
-        self, rows: pa.Table, schema: pa.Schema, progress: ProgressCallback | None
-    ) -> tuple[pa.Table, IndexReport]:
-        """Decode every stored photo again for a new image encoder; missing files drop out."""
-        indexer = Indexer(self.store, self.bundle)
-        report = IndexReport()
-        paths = rows.column("path").to_pylist()
-        kept = list(indexer.encode_files(paths, report, progress))
-        report.updated = len(kept)
-        report.removed = len(paths) - len(kept)
-        return (indexer.to_arrow(kept) if kept else schema.empty_table()), report
-
     def remove(self, paths: Iterable[str | os.PathLike[str]]) -> int:
         """Forget photos by path (a folder removes everything under it); returns rows removed."""
         from pixsearch.indexer.pipeline import photo_id
@@ -329,12 +270,6 @@ class ImageSearch:
             table_version=self.store.version(),
             formats=dict(sorted(formats.items())),
         )
-
-
-def _matrix(column: pa.ChunkedArray) -> np.ndarray:
-    array = column.combine_chunks()
-    width = array.type.list_size
-    return array.values.to_numpy(zero_copy_only=False).reshape(-1, width)
 
 
 def _profile(name: str) -> Any:
