@@ -37,6 +37,22 @@ def train_policy(
         float,
         typer.Option("--recall", min=0.5, max=1.0, help="recall the threshold keeps on validation"),
     ] = 0.95,
+    person_recall: Annotated[
+        float,
+        typer.Option(
+            "--person-recall",
+            min=0.5,
+            max=1.0,
+            help="recall of the person gate on the validation photos with people",
+        ),
+    ] = 0.99,
+    person_gate: Annotated[
+        bool,
+        typer.Option(
+            "--person-gate/--no-person-gate",
+            help="restrict only photos that pass the person gate (--no-person-gate: child alone)",
+        ),
+    ] = True,
     seed: Annotated[int, typer.Option(help="seed of the grouped split and the MLPs")] = 42,
     cache_dir: Annotated[
         Path | None, typer.Option(help="feature cache (default ~/.cache/pixsearch/features)")
@@ -48,8 +64,10 @@ def train_policy(
 ) -> None:
     """Train the child-photo classifier of the content policy and add it to the model bundle.
 
-    Labels: a photo shows a child when at least 2 of its 5 captions are about children. The
-    threshold is the highest that keeps --recall on a validation split grouped by photo.
+    Labels: a photo shows a child when at least 2 of its 5 captions are about children, a
+    person when a caption names one. Rule: restricted = person_present AND child_score >= t; the
+    person gate keeps --person-recall of the validation photos with people, and t is the highest
+    that keeps --recall of the combined rule on a validation split grouped by photo.
     """
     from pixsearch.exporter.workflow_cli import require_train_extra
 
@@ -65,6 +83,7 @@ def train_policy(
             seed=seed,
             cache_dir=cache_dir,
             write_bundle=write_bundle,
+            person_recall=person_recall if person_gate else None,
             log=lambda line: typer.echo(line, err=True),
         )
     except PixsearchError as error:
@@ -76,6 +95,12 @@ def train_policy(
         f"recall {v['recall']:.3f}, false-positive rate {v['false_positive_rate']:.3f}; "
         f"customer photos flagged {report.customer['flagged']}/{report.customer['photos']}"
     )
+    if c.person:
+        g = c.person
+        typer.echo(
+            f"person gate: {g['model']} at recall {g['target_recall']:g} (probability "
+            f"{g['person_threshold']:.6f}), child probability {g['child_threshold']:.6f}"
+        )
     if report.bundle_id:
         typer.echo(f"bundle {report.bundle_dir}: id {report.bundle_id} (run `pixsearch reindex`)")
     typer.echo(f"wrote {report.card_path}")

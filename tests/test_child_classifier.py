@@ -1,5 +1,6 @@
-"""The child-photo classifier: threshold choice, training on synthetic features, ONNX parity,
-the committed model's golden scores, the runtime class and the ``train-policy`` command."""
+"""The child-photo classifier: threshold choice, person labels, training on synthetic features
+(one stage and with the person gate), ONNX parity, the committed model's golden scores and its
+two-stage rule, the runtime class and the ``train-policy`` command."""
 
 from __future__ import annotations
 
@@ -32,6 +33,67 @@ def synthetic(n: int = 500, dim: int = 1280, seed: int = 0) -> tuple[np.ndarray,
     features = rng.gamma(1.0, 0.5, size=(n, dim)).astype(np.float32)
     features[:, :16] += 0.5 * labels[:, None]
     return features, labels
+
+
+def synthetic_with_people(
+    n: int = 900, dim: int = 64, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features, child labels and person labels: a person signal on dims 0-7, a child signal
+    (only among people) on dims 8-15; a few odd non-person photos score high on the child dims
+    (what the gate is for)."""
+    rng = np.random.default_rng(seed)
+    person = (rng.random(n) < 0.7).astype(np.int64)
+    child = person * (rng.random(n) < 0.4).astype(np.int64)
+    features = rng.gamma(1.0, 0.5, size=(n, dim)).astype(np.float32)
+    features[:, :8] += 1.0 * person[:, None]
+    features[:, 8:16] += 0.6 * child[:, None]
+    odd = (person == 0) & (rng.random(n) < 0.3)
+    features[odd, 8:16] += 1.5
+    return features, child, person
+
+
+# -- labels -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("caption", "expected"),
+    [
+        ("A man in a red shirt climbs a rock", True),
+        ("Two skiers on a slope", True),
+        ("A crowd watches the parade", True),
+        ("A little girl plays", True),  # child terms count as people
+        ("A 6-year-old on a swing", True),
+        ("A black dog runs after his rope toy", False),  # pronouns are not people
+        ("An adult horse approaching a foal", False),
+        ("A boat on a lake", False),
+        ("", False),
+    ],
+)
+def test_mentions_person(caption: str, expected: bool) -> None:
+    from pixsearch.exporter.child_classifier import mentions_person
+
+    assert mentions_person(caption) is expected
+
+
+def test_person_labels_count_captions(tmp_path: Path) -> None:
+    from pixsearch.exporter.child_classifier import load_photo_labels
+
+    data = tmp_path / "data"
+    (data / "flickr8k" / "images").mkdir(parents=True)
+    lines = ["image\tcaption_idx\tcaption"]
+    captions = {
+        "a.jpg": ["a dog runs"] * 4 + ["a man and his dog"],
+        "b.jpg": ["a dog runs"] * 5,
+        "c.jpg": ["a boy jumps"] * 2 + ["a man swims"] * 3,
+    }
+    for i, (image, texts) in enumerate(captions.items()):
+        (data / "flickr8k" / "images" / image).write_bytes(bytes([i]))
+        lines += [f"{image}\t{j}\t{t}" for j, t in enumerate(texts)]
+    (data / "flickr8k" / "captions.tsv").write_text("\n".join(lines) + "\n")
+    labels = load_photo_labels(data)
+    assert labels.images == ["a.jpg", "b.jpg", "c.jpg"]
+    assert labels.person_captions.tolist() == [1, 0, 5]
+    assert labels.person_labels.tolist() == [1, 0, 1]
+    assert labels.labels.tolist() == [0, 0, 1]
+    assert load_photo_labels(data, person_predicate=None).person_labels is None
 
 
 # -- threshold and metrics --------------------------------------------------------------------
@@ -156,6 +218,94 @@ def test_onnx_export_matches_scikit_learn(kind: str) -> None:
 
 
 @needs_sklearn
+def test_two_stage_training_folds_both_stages_into_one_score() -> None:
+    """score >= threshold exactly when the person gate and the child stage both pass; the
+    combined rule keeps the recall target on validation; ONNX matches scikit-learn."""
+    from pixsearch.exporter.child_classifier import (
+        default_candidates,
+        grouped_three_way_split,
+        onnx_scores,
+        person_candidates,
+        train_child_classifier,
+    )
+
+    features, child, person = synthetic_with_people()
+    train, val, test = grouped_three_way_split(np.arange(len(child)), seed=0)
+    logistic = [c for c in default_candidates() if c.name.startswith("logistic")][1:2]
+    one = train_child_classifier(
+        features, child, train, val, test, target_recall=0.95, candidates=logistic
+    )
+    two = train_child_classifier(
+        features,
+        child,
+        train,
+        val,
+        test,
+        target_recall=0.95,
+        candidates=logistic,
+        person_labels=person,
+        person_recall=0.99,
+        person_models=person_candidates()[:2],
+    )
+    assert one.person is None
+    gate = two.person
+    assert gate["target_recall"] == 0.99 and len(gate["candidates"]) == 2
+    assert gate["chosen"]["gate_person_recall"] >= 0.99
+    assert two.threshold == pytest.approx(0.5, abs=1e-6)
+    assert two.validation["recall"] >= 0.95 and two.parity["max_abs_diff"] <= 1e-4
+    # the gate removes the odd non-person photos the child stage alone flags
+    scores_one = onnx_scores(one.onnx_bytes, features[val])
+    scores_two = onnx_scores(two.onnx_bytes, features[val])
+    no_person = person[val] == 0
+    assert (scores_two[no_person] >= two.threshold).sum() < (
+        scores_one[no_person] >= one.threshold
+    ).sum()
+    assert two.validation["false_positive_rate"] < one.validation["false_positive_rate"]
+    # the folded score against the two stages computed from its own weights
+    person_logit, child_logit = stage_logits(two.onnx_bytes, features[val])
+    both = (person_logit >= 0) & (child_logit >= 0)
+    margin = np.minimum(np.abs(person_logit), np.abs(child_logit)) > 1e-5
+    assert np.array_equal((scores_two >= two.threshold)[margin], both[margin])
+    with pytest.raises(InvalidInputError, match="person"):
+        train_child_classifier(features, child, train, val, person_labels=np.zeros_like(person))
+
+
+def stage_logits(model_bytes: bytes, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The shifted logits of the person stage (``s0``) and the child stage (``s1``) of a
+    two-stage classifier, from its ONNX initializers (single-layer stages)."""
+    import onnx
+    from onnx import numpy_helper
+
+    weights = {
+        i.name: numpy_helper.to_array(i).astype(np.float64)
+        for i in onnx.load_from_string(model_bytes).graph.initializer
+    }
+    x = np.asarray(features, np.float64)
+    return tuple(  # type: ignore[return-value]
+        (x @ weights[f"s{s}_w0"] + weights[f"s{s}_b0"])[:, 0] for s in (0, 1)
+    )
+
+
+@needs_sklearn
+def test_stages_to_onnx_is_the_smallest_shifted_logit() -> None:
+    from pixsearch.exporter.child_classifier import onnx_scores, stages_reference, stages_to_onnx
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(50, 8)).astype(np.float32)
+    stages = [
+        ([(rng.normal(size=(8, 4)), rng.normal(size=4)), (rng.normal(size=(4, 1)), [0.2])], 0.3),
+        ([(rng.normal(size=(8, 1)), np.array([-0.1]))], -0.4),
+    ]
+    exported = onnx_scores(stages_to_onnx(stages, feature_dim=8), features)
+    reference = stages_reference(features, stages)
+    np.testing.assert_allclose(exported, reference, atol=1e-6)
+    hidden = np.maximum(features @ stages[0][0][0][0] + stages[0][0][0][1], 0)
+    z0 = (hidden @ stages[0][0][1][0])[:, 0] + 0.2 - 0.3
+    z1 = (features @ stages[1][0][0][0])[:, 0] - 0.1 + 0.4
+    np.testing.assert_allclose(reference, 1 / (1 + np.exp(-np.minimum(z0, z1))), atol=1e-9)
+
+
+@needs_sklearn
 def test_parity_check_raises_on_drift() -> None:
     from pixsearch.exporter.child_classifier import (
         ParityError,
@@ -190,6 +340,12 @@ def test_committed_bundle_has_the_classifier(bundle: ModelBundle) -> None:
     assert classifier.threshold == section["threshold"] and 0 < classifier.threshold < 1
     assert section["metrics"]["validation"]["recall"] >= section["metrics"]["target_recall"]
     assert "captions" in section["labels"]
+    # the two-stage rule: a person gate folded into the score, threshold at the 0.5 boundary
+    gate = section["person_gate"]
+    assert gate["target_recall"] >= 0.99 and "captions" in gate["labels"]
+    assert 0 < gate["person_threshold"] < 1 and 0 < gate["child_threshold"] < 1
+    assert classifier.threshold == pytest.approx(0.5, abs=1e-6)
+    assert "person_present AND" in section["rule"]
     # the classifier reads the features of the bundle's own image encoder
     assert (
         section["feature_source"]
@@ -212,6 +368,27 @@ def test_golden_scores_of_the_committed_classifier(bundle: ModelBundle) -> None:
     # the golden inputs span both sides of the threshold
     assert (scores >= bundle.child_classifier.threshold).any()
     assert (scores < bundle.child_classifier.threshold).any()
+
+
+def test_committed_classifier_restricts_only_when_both_stages_pass(bundle: ModelBundle) -> None:
+    """The shipped score is sigmoid(min(person logit - shift, child logit - shift)): restricted
+    exactly when the person gate and the child stage both pass their manifest thresholds."""
+    golden = dict(np.load(GOLDEN_DIR / "child_classifier_golden.npz"))
+    rng = np.random.default_rng(5)
+    features = np.concatenate(
+        [golden["features"], rng.gamma(0.6, 0.6, (200, 1280)) * rng.uniform(0.2, 3, (200, 1))]
+    ).astype(np.float32)
+    model_bytes = (BUNDLE_DIR / "child_classifier.onnx").read_bytes()
+    person_logit, child_logit = stage_logits(model_bytes, features)
+    scores = bundle.child_classifier.scores(features)
+    expected = 1 / (1 + np.exp(-np.minimum(person_logit, child_logit)))
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+    both = (person_logit >= 0) & (child_logit >= 0)
+    margin = np.minimum(np.abs(person_logit), np.abs(child_logit)) > 1e-4
+    restricted = bundle.child_classifier.restricted(features)
+    assert np.array_equal(restricted[margin], both[margin])
+    # every way to fail: gate only, child only, both (the golden and random rows cover them)
+    assert (person_logit < 0).any() and (child_logit < 0).any() and both.any()
 
 
 def test_runtime_scores_shapes_and_errors(bundle: ModelBundle) -> None:
@@ -283,7 +460,7 @@ def test_cli_help_lists_the_command() -> None:
 
     result = CliRunner().invoke(app, ["train-policy", "--help"])
     assert result.exit_code == 0
-    for option in ("--bundle", "--out", "--recall"):
+    for option in ("--bundle", "--out", "--recall", "--person-recall", "--no-person-gate"):
         assert option in result.output
 
 
@@ -343,6 +520,8 @@ def test_cli_trains_and_adds_to_a_bundle(tmp_path: Path) -> None:
     manifest = json.loads((folder / "manifest.json").read_text())
     section = manifest["policy"]["child_classifier"]
     assert section["metrics"]["target_recall"] == 0.9
+    assert section["person_gate"]["target_recall"] == 0.99
+    assert section["threshold"] == pytest.approx(0.5, abs=1e-6)
     assert "child_classifier.onnx" in manifest["files"]
     assert (
         manifest["bundle_id"] != json.loads((BUNDLE_DIR / "manifest.json").read_text())["bundle_id"]
@@ -350,5 +529,24 @@ def test_cli_trains_and_adds_to_a_bundle(tmp_path: Path) -> None:
     loaded = ModelBundle.load(folder)
     assert loaded.child_classifier.threshold == section["threshold"]
     card = (out / "model_card.md").read_text()
-    assert "ROC-AUC" in card and "of 12 flagged" in card
+    assert "ROC-AUC" in card and "of 12 flagged" in card and "## Person gate" in card
     assert json.loads((out / "metrics.json").read_text())["threshold"] == section["threshold"]
+    # the child classifier alone, as before the person gate
+    result = CliRunner().invoke(
+        app,
+        [
+            "train-policy",
+            str(data),
+            "--no-write-bundle",
+            "--no-person-gate",
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (
+        metrics["person_gate"] is None and "--no-person-gate" in (out / "model_card.md").read_text()
+    )
