@@ -308,16 +308,25 @@ def demo(
 
     try:
         photos = prepare_demo_photos(data_home() / "demo" / "photos")
-        engine = _engine(db or str(data_home() / "demo" / "db"))
+        # The demo shows ranking, so it searches without the content policy; the line at the
+        # end says what the default `strict` profile would hide of these photos.
+        engine = _engine(db or str(data_home() / "demo" / "db"), "none")
         report = engine.index(photos)
         typer.echo(f"indexed {photos}: {report.summary()}")
         typer.echo(f"database: {engine.uri}\n")
         for query, _expected in DEMO_QUERIES:
             response = engine.search(query, k=3)
-            typer.echo(f'pixsearch search "{query}"')
+            typer.echo(f'pixsearch search "{query}" --policy none')
             for rank, result in enumerate(response.results, start=1):
                 typer.echo(f"  {rank}. {result.score:6.3f}  {Path(result.path).name}")
-        typer.echo('\nTry your own: pixsearch index ~/Pictures && pixsearch search "a red car"')
+        hidden = engine.store.count("restricted = true")
+        typer.echo(
+            f"\nUnder the default policy `strict`, {hidden} of these {engine.store.count()} "
+            "photos would be hidden: the child-photo classifier is tuned for 95% recall and "
+            "flags many photos without children (docs/policy.md). Set a database's default "
+            "with `pixsearch policy strict|none`."
+        )
+        typer.echo('Try your own: pixsearch index ~/Pictures && pixsearch search "a red car"')
     except PixsearchError as error:
         raise _fail(error) from error
 

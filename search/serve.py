@@ -278,7 +278,7 @@ def create_app(
     def api_photo(photo_id: str, policy: PolicyQuery = None) -> Any:
         result = _result(find_row(photo_id, profile_for(policy)))
         info = result.to_dict()
-        del info["score"]
+        del info["score"], info["similarity"]  # query-dependent, not photo metadata
         return info
 
     # -- image bytes ------------------------------------------------------------------------

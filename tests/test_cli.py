@@ -25,6 +25,8 @@ def indexed(tmp_path_factory) -> tuple[Path, Path]:
     result = runner.invoke(app, ["index", str(photos), "--db", str(root / "db"), "--quiet"])
     assert result.exit_code == 0, result.output
     assert "added 14" in result.output
+    # Ranking is under test here, not the content policy: this database defaults to none.
+    assert runner.invoke(app, ["policy", "none", "--db", str(root / "db")]).exit_code == 0
     return photos, root / "db"
 
 
@@ -81,7 +83,9 @@ def test_bad_filter_exits_2_with_field_list(indexed) -> None:
 
 def test_blocked_query_has_its_own_exit_code_and_json(indexed) -> None:
     _, db = indexed
-    result = runner.invoke(app, ["search", "a little boy", "--db", str(db), "--json"])
+    result = runner.invoke(
+        app, ["search", "a little boy", "--db", str(db), "--json", "--policy", "strict"]
+    )
     assert result.exit_code == EXIT_BLOCKED
     payload = json.loads(result.stdout)
     assert payload["blocked"] is True and payload["results"] == []
@@ -131,6 +135,7 @@ def test_demo_runs_offline(tmp_path: Path, monkeypatch) -> None:
     result = runner.invoke(app, ["demo"])
     assert result.exit_code == 0, result.output
     assert 'pixsearch search "a cat"' in result.output
+    assert "Under the default policy `strict`" in result.output
     assert "1.  " in result.output and "chelsea.png" in result.output
 
 

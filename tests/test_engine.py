@@ -27,7 +27,8 @@ from pixsearch.search.demo import DEMO_QUERIES
 def demo_engine(tmp_path_factory) -> ImageSearch:
     root = tmp_path_factory.mktemp("demo")
     photos = copy_demo_photos(root / "photos")
-    engine = ImageSearch(root / "db")
+    # Ranking is under test here, not the content policy (tests/test_policy_enforcement.py).
+    engine = ImageSearch(root / "db", policy="none")
     report = engine.index(photos)
     assert report.added == len(os.listdir(photos)) and not report.failed
     return engine

@@ -52,6 +52,8 @@ def build_indexed_db(root: Path) -> tuple[Path, Path, dict[str, str]]:
     assert not report.failed, report.failed
     rows = engine.store.scan(["id", "path"]).to_pylist()
     ids = {Path(row["path"]).name: row["id"] for row in rows}
+    # The web layer is under test, not the image classifier: exactly one photo is restricted.
+    engine.store.update_where(None, {"restricted": False})
     engine.store.update_where(f"id = '{ids[RESTRICTED]}'", {"restricted": True})
     return photos, root / "db", ids
 
