@@ -34,7 +34,7 @@ from pixsearch.db.schema import RESULT_COLUMNS, SCHEMA_VERSION, TABLE_NAME, Tabl
 os.environ.setdefault("LANCEDB_LOG", "error")  # quiet LanceDB's stderr unless asked
 
 import lancedb
-from lancedb.index import Bitmap, BTree
+from lancedb.index import Bitmap, BTree, IvfHnswSq
 
 LOCK_FILE = ".pixsearch-writer.lock"
 SETTINGS_TABLE = "settings"
@@ -46,6 +46,23 @@ KEEP_OLD_VERSIONS_FOR = timedelta(minutes=2)
 just before a write can finish its query."""
 _SCALAR_INDEXES = {"restricted": Bitmap, "format": Bitmap, "path": BTree, "id": BTree}
 """Scalar indexes on the filter and lookup columns, built once the table has rows."""
+VECTOR_INDEX_MIN_ROWS = 50_000
+"""Tables with at least this many rows get an approximate vector index (IVF_HNSW_SQ) in
+:meth:`PhotoStore.optimize`. Below it exact search is as fast: measured on 2 shared cores
+(``benchmarks/query.py``), exact search takes ~20 ms at 10k rows (per-query overhead, the same
+as an indexed query) but 110-230 ms at 100k rows, where the index answers in ~12 ms."""
+VECTOR_INDEX_ROWS_PER_PARTITION = 8192
+"""IVF partitions of the vector index: one per this many rows (at least 1, at most 1024)."""
+SEARCH_NPROBES = 10
+"""IVF partitions searched per query (recall@10 0.95 at 100k rows, filtered, see
+docs/performance.md)."""
+SEARCH_EF = 100
+"""HNSW candidate list size per partition searched."""
+EXACT_SEARCH_MAX_ROWS = 20_000
+"""A filter matching at most this many rows is searched exactly (no vector index): as fast as
+the index for so few rows, and an index loses recall under a selective prefilter."""
+_VECTOR_INDEX_TRAINED_ROWS = "index.{table}.vector.trained_rows"
+"""Setting: rows a table's vector index was trained on; it is retrained once the table doubles."""
 
 
 class PhotoStore:
@@ -174,6 +191,11 @@ class PhotoStore:
             )
             if where:
                 query = query.where(where, prefilter=True)
+            if _has_vector_index(table):
+                if where and table.count_rows(where) <= EXACT_SEARCH_MAX_ROWS:
+                    query = query.bypass_vector_index()
+                else:
+                    query = query.nprobes(SEARCH_NPROBES).ef(SEARCH_EF)
             rows = query.to_list()
         for row in rows:
             row["score"] = 1.0 - float(row.pop("_distance"))
@@ -274,17 +296,41 @@ class PhotoStore:
                 db.drop_table(self.table_name)
         self._table = None
 
-    def optimize(self) -> None:
-        """Compact files, refresh indexes, drop old versions; build scalar indexes once."""
+    def optimize(self, *, vector_index_min_rows: int = VECTOR_INDEX_MIN_ROWS) -> None:
+        """Compact files, refresh indexes, drop old versions; build scalar indexes once.
+
+        From ``vector_index_min_rows`` rows on, the table gets a vector index (IVF_HNSW_SQ,
+        cosine); new rows are added to it here, and it is retrained once the table has doubled
+        since its training.
+        """
         table = self._open()
-        if table is None or table.count_rows() == 0:
+        if table is None:
             return
         with _translated_errors("optimize the photos table"):
+            rows = table.count_rows()
+            if rows == 0:
+                return
             existing = {tuple(index.columns) for index in table.list_indices()}
             for column, config in _SCALAR_INDEXES.items():
                 if (column,) not in existing:
                     table.create_index(column, config=config())
+            trained_key = _VECTOR_INDEX_TRAINED_ROWS.format(table=self.table_name)
+            trained = int(self.get_setting(trained_key) or 0)
+            has_index = ("vector",) in existing
+            if rows >= vector_index_min_rows and (not has_index or rows >= 2 * trained):
+                partitions = min(1024, max(1, rows // VECTOR_INDEX_ROWS_PER_PARTITION))
+                table.create_index(
+                    "vector",
+                    config=IvfHnswSq(distance_type="cosine", num_partitions=partitions),
+                    replace=True,
+                )
+                self.set_setting(trained_key, str(rows))
             table.optimize(cleanup_older_than=KEEP_OLD_VERSIONS_FOR)
+
+    def has_vector_index(self) -> bool:
+        """True when the ``vector`` column has an approximate index."""
+        table = self._open()
+        return table is not None and _has_vector_index(table)
 
     # -- settings ---------------------------------------------------------------------------
     def get_setting(self, key: str) -> str | None:
@@ -328,6 +374,11 @@ def check_compatible(found: TableInfo, expected: TableInfo, uri: str) -> None:
             f"{expected.bundle_id!r} ({expected.space}, {expected.vector_dim}-d); run "
             f"`pixsearch reindex --db {uri}` to re-encode it"
         )
+
+
+def _has_vector_index(table: Any) -> bool:
+    """Whether a LanceDB table has an index on ``vector`` (a sub-millisecond metadata read)."""
+    return any(tuple(index.columns) == ("vector",) for index in table.list_indices())
 
 
 def _quote(text: str) -> str:

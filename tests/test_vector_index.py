@@ -1,0 +1,95 @@
+"""The automatic vector index: built by ``PhotoStore.optimize`` above a row count, used by
+``PhotoStore.search`` with its filters applied before the search (prefilter)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pixsearch.db import store as store_module
+from pixsearch.db.schema import photo_schema
+from pixsearch.db.store import PhotoStore
+
+DIM = 16
+
+
+def _rows(schema: pa.Schema, start: int, count: int) -> tuple[pa.Table, np.ndarray]:
+    rng = np.random.default_rng(start)
+    vectors = rng.normal(size=(count, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = range(start, start + count)
+    table = pa.table(
+        {
+            "id": [f"{i:06d}" for i in ids],
+            "path": [f"/p/{i}.jpg" for i in ids],
+            "content_hash": [str(i) for i in ids],
+            "size": [1] * count,
+            "mtime_ns": [1] * count,
+            "width": [4000 if i % 3 == 0 else 640 for i in ids],
+            "height": [100] * count,
+            "format": ["PNG" if i % 10 == 0 else "JPEG" for i in ids],
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), DIM),
+            "features": pa.FixedSizeListArray.from_arrays(
+                pa.array(np.zeros(count * 2, np.float16)), 2
+            ),
+            "caption": [None] * count,
+            "child_score": [0.0] * count,
+            "restricted": [i % 4 == 0 for i in ids],
+            "indexed_at": [datetime(2026, 1, 1, tzinfo=UTC)] * count,
+        },
+        schema=schema,
+    )
+    return table, vectors
+
+
+@pytest.fixture
+def store(tmp_path) -> tuple[PhotoStore, pa.Schema]:
+    schema = photo_schema(vector_dim=DIM, feature_dim=2, bundle_id="t", space="t")
+    store = PhotoStore(tmp_path / "db")
+    store.ensure_table(schema)
+    return store, schema
+
+
+def test_small_table_gets_no_vector_index_by_default(store) -> None:
+    photos, schema = store
+    photos.add(_rows(schema, 0, 2000)[0])
+    photos.optimize()
+    assert not photos.has_vector_index()
+
+
+def test_index_built_above_threshold_and_filtered_search_is_correct(store, monkeypatch) -> None:
+    photos, schema = store
+    rows, vectors = _rows(schema, 0, 2000)
+    photos.add(rows)
+    photos.optimize(vector_index_min_rows=1000)
+    assert photos.has_vector_index()
+    where = "(width >= 4000) AND (restricted = false)"
+    # Through the index (no exact fallback for selective filters) and exactly.
+    for exact_below in (0, store_module.EXACT_SEARCH_MAX_ROWS):
+        monkeypatch.setattr(store_module, "EXACT_SEARCH_MAX_ROWS", exact_below)
+        for i in (3, 9, 15, 21):  # rows that pass the filter: each must find itself first
+            hits = photos.search(vectors[i], k=10, where=where)
+            assert len(hits) == 10
+            assert hits[0]["id"] == f"{i:06d}" and hits[0]["score"] == pytest.approx(1.0, abs=1e-3)
+            assert all(h["width"] >= 4000 and not h["restricted"] for h in hits)
+        # A row that fails the filter is never returned, even for its own vector.
+        hits = photos.search(vectors[4], k=10, where=where)
+        assert "000004" not in {h["id"] for h in hits}
+
+
+def test_index_is_retrained_once_the_table_doubles(store) -> None:
+    photos, schema = store
+    photos.add(_rows(schema, 0, 1000)[0])
+    photos.optimize(vector_index_min_rows=1000)
+    key = store_module._VECTOR_INDEX_TRAINED_ROWS.format(table=photos.table_name)
+    assert photos.get_setting(key) == "1000"
+    photos.add(_rows(schema, 1000, 500)[0])
+    photos.optimize(vector_index_min_rows=1000)  # new rows join the index, no retraining
+    assert photos.get_setting(key) == "1000"
+    photos.add(_rows(schema, 1500, 500)[0])
+    photos.optimize(vector_index_min_rows=1000)
+    assert photos.get_setting(key) == "2000"
+    assert photos.has_vector_index() and photos.count() == 2000
