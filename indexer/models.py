@@ -120,6 +120,12 @@ class OnnxModel:
         # 0 = onnxruntime's default (one thread per physical core); PIXSEARCH_THREADS caps it,
         # e.g. when decoding threads of the indexer share the machine.
         options.intra_op_num_threads = int(os.environ.get(THREADS_ENV, "0") or 0)
+        # No busy-waiting between operators: spinning threads burn the cores that the indexer's
+        # decode threads (and other processes) need. Measured on 2 shared cores
+        # (benchmarks/encoder_options.py): the image encoder costs 23-26 CPU ms/photo spinning,
+        # 19 without, at the same or better wall time. See docs/performance.md.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # The CPU memory arena stays on (off was ~1.4x slower): activations are reused per batch.
         options.log_severity_level = 3  # errors only: no warnings about unused initializers
         try:
             return ort.InferenceSession(data, sess_options=options, providers=_providers())
