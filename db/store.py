@@ -44,8 +44,15 @@ _SETTINGS_SCHEMA = pa.schema(
 KEEP_OLD_VERSIONS_FOR = timedelta(minutes=2)
 """Old table versions younger than this survive a clean-up, so that a reader that opened one
 just before a write can finish its query."""
-_SCALAR_INDEXES = {"restricted": Bitmap, "format": Bitmap, "path": BTree, "id": BTree}
-"""Scalar indexes on the filter and lookup columns, built once the table has rows."""
+_SCALAR_INDEXES = {
+    "restricted": Bitmap,
+    "format": Bitmap,
+    "path": BTree,
+    "id": BTree,
+    "width": BTree,
+}
+"""Scalar indexes on the filter and lookup columns, built once the table has rows (``width``:
+a ``width >= 3000`` prefilter at 100k rows took 17-21 ms p50 with it, 29 ms without)."""
 VECTOR_INDEX_MIN_ROWS = 50_000
 """Tables with at least this many rows get an approximate vector index (IVF_HNSW_SQ) in
 :meth:`PhotoStore.optimize`. Below it exact search is as fast: measured on 2 shared cores
@@ -58,9 +65,11 @@ SEARCH_NPROBES = 10
 docs/performance.md)."""
 SEARCH_EF = 100
 """HNSW candidate list size per partition searched."""
-EXACT_SEARCH_MAX_ROWS = 20_000
-"""A filter matching at most this many rows is searched exactly (no vector index): as fast as
-the index for so few rows, and an index loses recall under a selective prefilter."""
+EXACT_SEARCH_MAX_ROWS = 2_000
+"""A filter matching at most this many rows is searched exactly (no vector index), so that a
+very selective filter still gets its ``k`` best rows. Kept low because exact search costs about
+the same whatever the filter: at 100k rows a filter leaving 4.5k rows took 61 ms exactly and
+13 ms through the index at recall@10 0.985."""
 _VECTOR_INDEX_TRAINED_ROWS = "index.{table}.vector.trained_rows"
 """Setting: rows a table's vector index was trained on; it is retrained once the table doubles."""
 
