@@ -23,7 +23,8 @@ def save_single_file(source: Path, target: Path) -> None:
     """Re-save an ONNX model with every weight inside the one ``.onnx`` file.
 
     The dynamo exporter and optimum may write weights to a side ``.data`` file; the bundle ships
-    single files only. Producer fields are pinned so the bytes depend on the graph alone.
+    single files only. Producer fields are pinned and exporter metadata (stack traces with the
+    exporting machine's file paths) is dropped, so the bytes depend on the graph alone.
     """
     import onnx
 
@@ -31,10 +32,36 @@ def save_single_file(source: Path, target: Path) -> None:
     onnx.external_data_helper.convert_model_from_external_data(model)
     model.producer_name = "pixsearch-export"
     model.producer_version = ""
-    model.doc_string = ""
+    strip_metadata(model)
     onnx.checker.check_model(model)
     data = model.SerializeToString(deterministic=True)
     target.write_bytes(data)
+
+
+def strip_metadata(model: object) -> object:
+    """Drop doc strings and metadata properties from an ONNX model, its graph, nodes and values.
+
+    These carry only provenance (the exporter's stack traces hold absolute source paths), so a
+    model exported on another machine or folder differs in them alone; the graph, weights and
+    outputs stay exactly the same.
+    """
+    model.doc_string = ""  # type: ignore[attr-defined]
+    del model.metadata_props[:]  # type: ignore[attr-defined]
+    graphs = [model.graph]  # type: ignore[attr-defined]
+    while graphs:
+        graph = graphs.pop()
+        graph.doc_string = ""
+        del graph.metadata_props[:]
+        for value in [*graph.input, *graph.output, *graph.value_info, *graph.initializer]:
+            value.doc_string = ""
+            del value.metadata_props[:]
+        for node in graph.node:
+            node.doc_string = ""
+            del node.metadata_props[:]
+            graphs.extend(attribute.g for attribute in node.attribute if attribute.HasField("g"))
+            for attribute in node.attribute:
+                graphs.extend(attribute.graphs)
+    return model
 
 
 def label_bridge_head(

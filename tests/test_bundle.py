@@ -104,7 +104,10 @@ def test_sessions_are_lazy_and_reused() -> None:
 
 def test_default_dir_and_env_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("PIXSEARCH_BUNDLE", raising=False)
-    assert default_bundle_dir() == BUNDLE_DIR
+    import pixsearch.indexer.models as models
+
+    # The installed package's own bundle (the checkout's folder under an editable install).
+    assert default_bundle_dir() == Path(models.__file__).resolve().with_name("bundle")
     monkeypatch.setenv("PIXSEARCH_BUNDLE", str(tmp_path))
     assert default_bundle_dir() == tmp_path
     with pytest.raises(ModelBundleError, match=r"manifest\.json"):

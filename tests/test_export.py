@@ -42,7 +42,23 @@ def test_export_reproduces_the_committed_bundle(
     tooling = {name: metadata.version(name) for name in committed["tooling"]}
     if tooling != committed["tooling"]:
         pytest.skip(f"tool versions {tooling} differ from the bundle's {committed['tooling']}")
-    assert manifest["files"] == {name: committed["files"][name] for name in written}
+    for name in sorted(written):
+        if manifest["files"][name] == committed["files"][name]:
+            continue
+        # Older exports kept the exporter's provenance metadata (stack traces with absolute
+        # paths of the exporting checkout); the graph and weights must still be identical.
+        assert name.endswith(".onnx"), f"{name} differs from the committed bundle"
+        assert _graph_bytes(tmp_path / name) == _graph_bytes(COMMITTED.parent / name), name
+
+
+def _graph_bytes(path: Path) -> bytes:
+    import onnx
+
+    from pixsearch.exporter._onnx_tools import strip_metadata
+
+    model = strip_metadata(onnx.load(str(path)))
+    model.producer_name, model.producer_version = "", ""
+    return model.SerializeToString(deterministic=True)
 
 
 def test_export_cli_is_registered_without_importing_torch() -> None:
