@@ -36,7 +36,7 @@ class RerankerConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-2
     batch_size: int = 256
-    epochs: int = 12
+    epochs: int = 8
     judged_weight: float = 3.0
     """Loss weight of a customer-judged pair relative to a caption pair."""
     seed: int = 42
@@ -294,7 +294,7 @@ def export_reranker(
 
     from pixsearch.exporter.joint_space import parity, run_onnx
 
-    data = reranker_bytes(model)
+    data = calibrator_bytes(model) if isinstance(model, Calibrator) else reranker_bytes(model)
     onnx_scores = run_onnx(
         data,
         {
@@ -312,3 +312,82 @@ def export_reranker(
 
 def config_dict(cfg: RerankerConfig) -> dict[str, Any]:
     return asdict(cfg)
+
+
+# ------------------------------------------------------------------------------ calibrator
+@dataclass
+class Calibrator:
+    """``sigmoid(a * similarity + b)``: the space's cosine mapped onto the experts' scale.
+
+    Monotone in the similarity, so reranking by it keeps the space's order; it only makes the
+    score meaningful on its own ("only above 0.5"). Same inputs as the MLP reranker (the text
+    embedding and features are accepted and ignored), so the runtime cannot tell them apart.
+
+    >>> c = Calibrator.fit(np.array([0.1, 0.2, 0.6, 0.7]), np.array([0.0, 0.1, 0.9, 1.0]))
+    >>> bool(c.a > 0), [round(float(v)) for v in c.predict_sims(np.array([0.0, 0.8]))]
+    (True, [0, 1])
+    """
+
+    a: float
+    b: float
+    config: Any = None
+
+    @classmethod
+    def fit(
+        cls, sims: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None
+    ) -> Calibrator:
+        """Weighted logistic fit on soft targets (Newton steps on the cross-entropy)."""
+        x = np.asarray(sims, np.float64)
+        y = np.asarray(target, np.float64)
+        w = np.ones_like(x) if weight is None else np.asarray(weight, np.float64)
+        a, b = 1.0, 0.0
+        for _ in range(100):
+            p = 1.0 / (1.0 + np.exp(-(a * x + b)))
+            g = np.array([np.sum(w * (p - y) * x), np.sum(w * (p - y))])
+            h = p * (1 - p) * w
+            hess = np.array([[np.sum(h * x * x), np.sum(h * x)], [np.sum(h * x), np.sum(h)]])
+            step = np.linalg.solve(hess + 1e-9 * np.eye(2), g)
+            a, b = a - step[0], b - step[1]
+            if np.max(np.abs(step)) < 1e-10:
+                break
+        return cls(float(a), float(b))
+
+    def predict_sims(self, sims: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(self.a * np.asarray(sims, np.float64) + self.b)))
+
+    def predict(self, pairs: PairData) -> np.ndarray:
+        return self.predict_sims(pairs.similarity)
+
+    def score(self, text: np.ndarray, features: np.ndarray, sims: np.ndarray) -> np.ndarray:
+        return self.predict_sims(sims)
+
+
+def calibrator_bytes(model: Calibrator, feature_dim: int = 1280, text_dim: int = 384) -> bytes:
+    """The calibrator as ONNX with the reranker's inputs and output."""
+    from pixsearch.exporter.joint_space import GraphBuilder
+
+    g = GraphBuilder()
+    # the unused inputs are read (times zero) so every runtime keeps them in the graph
+    zero = g.const(np.array(0.0, np.float32))
+    text_sum = g.node(
+        "ReduceSum", ["text_embeddings", g.const(np.array([1], np.int64))], keepdims=0
+    )
+    feat_sum = g.node("ReduceSum", ["features", g.const(np.array([1], np.int64))], keepdims=0)
+    unused = g.node("Mul", [g.node("Add", [text_sum, feat_sum]), zero])
+    z = g.node(
+        "Add",
+        [
+            g.node("Mul", ["similarities", g.const(np.array(model.a, np.float32))]),
+            g.const(np.array(model.b, np.float32)),
+        ],
+    )
+    g.node("Sigmoid", [g.node("Add", [z, unused])], ["scores"])
+    return g.model(
+        "pixsearch_calibrator",
+        [
+            ("text_embeddings", ["batch", text_dim]),
+            ("features", ["batch", feature_dim]),
+            ("similarities", ["batch"]),
+        ],
+        [("scores", ["batch"])],
+    )

@@ -351,6 +351,62 @@ class OnnxHeadSpace:
         return f"OnnxHeadSpace(name={self.name!r}, dim={self.dim})"
 
 
+class Reranker:
+    """The relevance reranker: scores (query, photo) pairs in [0,1] (``reranker.onnx``).
+
+    Inputs: the query's text embedding ``[384]`` (as :meth:`TextEncoder.encode` returns it),
+    the photos' image encoder ``features [N,1280]`` (as stored per row) and ``similarities
+    [N]``, the cosine of the query and each photo in the bundle's space (the search score).
+    The score is calibrated on the customer's merged relevance, so it can be thresholded on its
+    own ("only above 0.5"). Callers rerank the ``top_n`` best candidates of the vector search.
+    Written by ``pixsearch train-space`` (manifest section ``reranker``); a bundle without that
+    section has ``bundle.reranker is None``.
+
+    >>> reranker = ModelBundle.load().reranker
+    >>> query = np.zeros(384, np.float32)
+    >>> scores = reranker.score(query, np.zeros((3, 1280), np.float32), np.zeros(3, np.float32))
+    >>> scores.shape, bool(((scores >= 0) & (scores <= 1)).all()), reranker.top_n > 0
+    ((3,), True, True)
+    """
+
+    def __init__(
+        self, model: OnnxModel, top_n: int, feature_dim: int = 1280, text_dim: int = 384
+    ) -> None:
+        top_n = int(top_n)
+        if top_n < 1:
+            raise ValueError(f"reranker top_n must be at least 1, got {top_n}")
+        self.model = model
+        self.top_n = top_n
+        self.feature_dim = feature_dim
+        self.text_dim = text_dim
+
+    def score(
+        self, query_embedding: np.ndarray, features: np.ndarray, similarities: np.ndarray
+    ) -> np.ndarray:
+        """Relevance ``float32 [N]`` in [0,1] of one query against ``N`` photos."""
+        query = _matrix(
+            np.asarray(query_embedding).reshape(1, -1), self.text_dim, "query embedding"
+        )
+        features = _matrix(features, self.feature_dim, "image features")
+        sims = np.ascontiguousarray(np.asarray(similarities, np.float32).reshape(-1))
+        if len(sims) != len(features):
+            raise InvalidInputError(
+                f"{len(features)} photos but {len(sims)} similarities; give one per photo"
+            )
+        if len(features) == 0:
+            return np.zeros(0, np.float32)
+        feeds = {
+            "text_embeddings": np.repeat(query, len(features), axis=0),
+            "features": features,
+            "similarities": sims,
+        }
+        (scores,) = self.model.run(["scores"], feeds)
+        return np.asarray(scores, np.float32).reshape(-1)
+
+    def __repr__(self) -> str:
+        return f"Reranker(top_n={self.top_n})"
+
+
 def _matrix(values: np.ndarray, width: int, what: str) -> np.ndarray:
     array = np.asarray(values, dtype=np.float32)
     if array.ndim == 1:
@@ -441,6 +497,17 @@ class ModelBundle:
                 text_head=self._model(text_head) if text_head else None,
                 feature_dim=self.feature_dim,
                 text_dim=self.text_dim,
+            )
+            rerank = manifest.get("reranker")
+            self.reranker: Reranker | None = (
+                Reranker(
+                    self._model(rerank["file"]),
+                    rerank["top_n"],
+                    feature_dim=self.feature_dim,
+                    text_dim=self.text_dim,
+                )
+                if rerank
+                else None
             )
             self._class_names_file: str = manifest["class_names"]
             child = (manifest.get("policy") or {}).get("child_classifier")

@@ -139,14 +139,18 @@ def test_scored_pairs_need_their_photos(photos: Path, tmp_path: Path) -> None:
 @pytest.mark.data
 @pytest.mark.slow
 def test_real_eval_on_shared_data_subset(shared_data: Path, tmp_path: Path) -> None:
-    """40 customer photos, their captions that are not about children as queries."""
+    """25 customer photos, their captions that are not about children as queries.
+
+    Most of these photos trained the shipped space: this checks the command end to end on real
+    data, it is not a measurement (the model card has those).
+    """
     import csv
     import shutil
 
     from pixsearch.indexer.policy import is_about_children
 
     source = shared_data / "practicum" / "train_images"
-    names = sorted(p.name for p in source.glob("*.jpg"))[:40]
+    names = sorted(p.name for p in source.glob("*.jpg"))[:25]
     folder = tmp_path / "test_images"
     folder.mkdir()
     for name in names:
@@ -159,6 +163,6 @@ def test_real_eval_on_shared_data_subset(shared_data: Path, tmp_path: Path) -> N
     queries = write_queries(tmp_path / "test_queries.csv", rows)
     result = evaluate_search(queries, folder, policy="none")
     m = result.metrics
-    assert m["n_images"] == 40 and m["n_queries"] == len(rows)
-    # chance is 25% R@10 among 40 photos; the shipped space is far above it
-    assert m["recall@10"] > 60, m
+    assert m["n_images"] == 25 and m["n_queries"] == len(rows)
+    # chance is 40% R@10 among 25 photos; the shipped space is far above it
+    assert m["recall@10"] > 70, m
