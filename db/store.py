@@ -188,7 +188,8 @@ class PhotoStore:
         The filter is applied *before* the vector search (prefilter), so ``k`` results come
         back whenever ``k`` rows match, and nothing that fails the filter is ever returned.
         Each row has a ``score`` = cosine similarity; ``extra_columns`` (e.g. ``features``)
-        are returned too.
+        are returned too, vector columns as one numpy array per row (building Python lists of
+        1280 floats per row tripled the time of fetching 50 rows with their features).
         """
         table = self.table
         with _translated_errors("search the photos table"):
@@ -205,7 +206,16 @@ class PhotoStore:
                     query = query.bypass_vector_index()
                 else:
                     query = query.nprobes(SEARCH_NPROBES).ef(SEARCH_EF)
-            rows = query.to_list()
+            found = query.to_arrow()
+        arrays = {
+            name: _rows_as_numpy(found.column(name))
+            for name in extra_columns
+            if pa.types.is_fixed_size_list(found.schema.field(name).type)
+        }
+        rows = found.drop_columns(list(arrays)).to_pylist()
+        for name, matrix in arrays.items():
+            for row, values in zip(rows, matrix, strict=True):
+                row[name] = values
         for row in rows:
             row["score"] = 1.0 - float(row.pop("_distance"))
         return rows
@@ -383,6 +393,12 @@ def check_compatible(found: TableInfo, expected: TableInfo, uri: str) -> None:
             f"{expected.bundle_id!r} ({expected.space}, {expected.vector_dim}-d); run "
             f"`pixsearch reindex --db {uri}` to re-encode it"
         )
+
+
+def _rows_as_numpy(column: pa.ChunkedArray) -> np.ndarray:
+    """A fixed-size-list column as a ``[rows, size]`` numpy array."""
+    array = column.combine_chunks()
+    return array.values.to_numpy(zero_copy_only=False).reshape(len(array), array.type.list_size)
 
 
 def _has_vector_index(table: Any) -> bool:
