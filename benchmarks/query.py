@@ -96,12 +96,14 @@ def build(rows: int, vector_index_min_rows: int | None) -> Path:
     """The cached database folder with ``rows`` rows (written once)."""
     from pixsearch.db.store import PhotoStore
 
-    folder = cache_dir() / "query_tables" / f"rows_{rows}"
+    s = schema()
+    bundle_id = s.metadata[b"pixsearch.bundle_id"].decode()
+    # One table per bundle: a new space (another dim) needs its own vectors.
+    folder = cache_dir() / "query_tables" / f"rows_{rows}_{bundle_id}"
     done = folder / "DONE"
     if done.exists():
         return folder
     shutil.rmtree(folder, ignore_errors=True)
-    s = schema()
     store = PhotoStore(folder / "db")
     store.ensure_table(s)
     rng = np.random.default_rng(rows)
