@@ -109,13 +109,16 @@ def evaluate_search(
     db: str | Path | None = None,
     show: int = 0,
     seed: int = 42,
+    rank_depth: int = 100,
     log: Callable[[str], None] = lambda message: None,
 ) -> EvalResult:
     """Index ``images_dir`` into a temporary database (or ``db``), run every query, measure.
 
-    A query's rank is the position of its photo in the results (up to all indexed photos, at
-    most 1000); a photo not returned gets rank ``n_images + 1`` (e.g. restricted by the
-    policy). Queries whose photo is not in the folder are counted as ``unknown_image`` and left
+    A query's rank is the position of its photo in the first ``rank_depth`` results (each
+    search asks for that many: deeper searches cost time per query); a photo not returned
+    gets rank ``n_images + 1`` (deeper than ``rank_depth``, or restricted by the policy), so
+    the median rank is exact while it is within ``rank_depth``. Queries whose photo is not in
+    the folder are counted as ``unknown_image`` and left
     out.
     """
     from pixsearch.search.engine import MAX_K, ImageSearch
@@ -132,7 +135,7 @@ def evaluate_search(
         n_images = engine.stats().photos
         log(f"indexed {n_images} photos in {index_seconds:.0f} s")
         names = {p.name for p in images_dir.rglob("*") if p.is_file()}
-        k = max(1, min(n_images, MAX_K))
+        k = max(1, min(n_images, MAX_K, rank_depth))
         ranks: list[float] = []
         per_query: list[dict[str, Any]] = []
         blocked = unknown = 0
