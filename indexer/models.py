@@ -6,11 +6,11 @@ Nothing heavy happens on :meth:`ModelBundle.load`: each ONNX session is created 
 after the file's sha256 has been checked against the manifest, and then reused.
 
 >>> bundle = ModelBundle.load()
->>> bundle.vector_dim, bundle.feature_dim, len(bundle.class_names)
+>>> bundle.text_dim, bundle.feature_dim, len(bundle.class_names)
 (384, 1280, 1000)
 >>> query = bundle.space.text_vectors(bundle.text_encoder.encode(["a dog on a beach"]))
->>> query.shape
-(1, 384)
+>>> query.shape == (1, bundle.vector_dim)
+True
 """
 
 from __future__ import annotations
@@ -459,8 +459,8 @@ class ModelBundle:
     Use :meth:`load`; nothing is read but ``manifest.json`` until a model is used.
 
     >>> bundle = ModelBundle.load()
-    >>> len(bundle.id), bundle.space.name
-    (16, 'imagenet-label-bridge')
+    >>> len(bundle.id), bundle.space.name == bundle.manifest["space"]["name"]
+    (16, True)
     """
 
     def __init__(self, path: Path, manifest: dict[str, Any]) -> None:

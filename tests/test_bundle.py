@@ -79,7 +79,8 @@ def test_manifest_describes_preprocessing_and_space(bundle: ModelBundle) -> None
     assert prep["pixel_mean"] == preprocess.PIXEL_MEAN
     assert prep["pixel_std"] == preprocess.PIXEL_STD
     assert prep["text_max_tokens"] == 256
-    assert (bundle.vector_dim, bundle.feature_dim) == (384, 1280)
+    assert (bundle.text_dim, bundle.feature_dim) == (384, 1280)
+    assert bundle.vector_dim == bundle.manifest["space"]["dim"]
     assert bundle.space.dim == bundle.vector_dim
     assert bundle.space.name == bundle.manifest["space"]["name"]
     assert isinstance(bundle.space, EmbeddingSpace)
@@ -137,7 +138,9 @@ def test_text_vectors_are_unit_norm_and_ordered(bundle: ModelBundle) -> None:
     vectors = bundle.space.text_vectors(bundle.text_encoder.encode(texts, batch_size=2))
     assert vectors.shape == (4, bundle.vector_dim) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    one_by_one = np.concatenate([bundle.text_encoder.encode([t]) for t in texts])
+    one_by_one = np.concatenate(
+        [bundle.space.text_vectors(bundle.text_encoder.encode([t])) for t in texts]
+    )
     np.testing.assert_allclose(vectors, one_by_one, atol=1e-4)
     assert bundle.text_encoder.encode([]).shape == (0, 384)
 

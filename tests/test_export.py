@@ -42,7 +42,10 @@ def test_export_reproduces_the_committed_bundle(
     tooling = {name: metadata.version(name) for name in committed["tooling"]}
     if tooling != committed["tooling"]:
         pytest.skip(f"tool versions {tooling} differ from the bundle's {committed['tooling']}")
+    trained_space = committed["space"].get("kind") != "label-bridge"
     for name in sorted(written):
+        if trained_space and name in committed["space"]["files"].values():
+            continue  # training replaced export's zero-shot head (docs/bundle.md)
         if manifest["files"][name] == committed["files"][name]:
             continue
         # Older exports kept the exporter's provenance metadata (stack traces with absolute
