@@ -39,6 +39,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from pixsearch.indexer.models import sha256_file
+
 
 class _ImageEncoder(Protocol):
     def encode(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
@@ -52,15 +54,6 @@ def default_cache_dir() -> Path:
     """``$PIXSEARCH_FEATURE_CACHE`` or ``~/.cache/pixsearch/features``."""
     env = os.environ.get("PIXSEARCH_FEATURE_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "pixsearch" / "features"
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def sha256_text(text: str) -> str:

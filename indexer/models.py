@@ -43,7 +43,7 @@ def default_bundle_dir() -> Path:
     return Path(override) if override else Path(__file__).resolve().with_name("bundle")
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: str | Path) -> str:
     """Hex sha256 of a file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
