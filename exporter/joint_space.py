@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from pixsearch.exporter._torch import require_torch, seeded_torch
+
 Predicate = Callable[[str], bool]
 
 
@@ -286,19 +288,9 @@ class JointConfig:
     threads: int = 1
 
 
-def _torch() -> Any:
-    try:
-        import torch
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        from pixsearch.db.errors import MissingExtraError
-
-        raise MissingExtraError('training needs PyTorch: pip install "pixsearch[train]"') from error
-    return torch
-
-
 def build_towers(cfg: JointConfig, feature_dim: int, text_dim: int, bridge_dim: int) -> Any:
     """``JointNet``: ``image(features, bridge) -> [N,dim]``, ``text(emb) -> [N,dim]`` (L2)."""
-    torch = _torch()
+    torch = require_torch()
     nn = torch.nn
 
     def tower(n_in: int, hidden: int) -> Any:
@@ -349,7 +341,7 @@ class JointModel:
     seconds: float = 0.0
 
     def joint_image(self, features: np.ndarray) -> np.ndarray:
-        torch = _torch()
+        torch = require_torch()
         self.net.eval()
         with torch.no_grad():
             f = torch.from_numpy(np.ascontiguousarray(features, np.float32))
@@ -357,7 +349,7 @@ class JointModel:
             return self.net.image(f, b).numpy()
 
     def joint_text(self, embeddings: np.ndarray) -> np.ndarray:
-        torch = _torch()
+        torch = require_torch()
         self.net.eval()
         with torch.no_grad():
             return self.net.text(
@@ -401,14 +393,11 @@ def train_joint(
     weights of the last epoch are kept, not the best, so the validation split is not tuned
     on per epoch).
     """
-    torch = _torch()
+    torch = require_torch()
     cfg = config or JointConfig()
     started = time.perf_counter()
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    try:
+    with seeded_torch(seed=cfg.seed, threads=cfg.threads):
         feats = corpus.features
         flips = corpus.flip_features if corpus.flip_features is not None else feats
         bridge_all = bridge.vectors(feats)
@@ -509,8 +498,6 @@ def train_joint(
         if ema_state is not None:
             net.load_state_dict(ema_state)
         net.eval()
-    finally:
-        torch.set_num_threads(old_threads)
     return JointModel(net, bridge, cfg, history, time.perf_counter() - started)
 
 

@@ -30,6 +30,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from pixsearch.exporter._torch import require_torch, seeded_torch
+
 
 @dataclass
 class PairSet:
@@ -175,19 +177,9 @@ class MLPConfig:
     """Torch CPU threads during fit/predict; fixed so results repeat bit for bit."""
 
 
-def _require_torch() -> Any:
-    try:
-        import torch
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        from pixsearch.db.errors import MissingExtraError
-
-        raise MissingExtraError('the MLP needs PyTorch: pip install "pixsearch[train]"') from error
-    return torch
-
-
 def build_pair_net(image_dim: int, text_dim: int, extra_dim: int, config: MLPConfig) -> Any:
     """The torch module: ``forward(img, txt, extra) -> score in (0, 1)``."""
-    torch = _require_torch()
+    torch = require_torch()
     nn = torch.nn
     h = config.hidden
 
@@ -228,7 +220,7 @@ class PairMLP:
         self.best_epoch = 0
 
     def _tensors(self, pairs: PairSet) -> tuple[Any, Any, Any]:
-        torch = _require_torch()
+        torch = require_torch()
         img = (pairs.image_features[pairs.image_index] - self.stats["img_mu"]) / self.stats[
             "img_sd"
         ]
@@ -249,7 +241,7 @@ class PairMLP:
 
         Without ``groups`` the pair's photo index is the group.
         """
-        torch = _require_torch()
+        torch = require_torch()
         cfg = self.config
         groups = pairs.image_index if groups is None else groups
         rng = np.random.default_rng(cfg.seed)
@@ -272,10 +264,7 @@ class PairMLP:
         if pairs.extra is not None:
             self.stats["ext_mu"], self.stats["ext_sd"] = stats(fit_pairs.extra)
 
-        old_threads = torch.get_num_threads()
-        torch.set_num_threads(cfg.threads)
-        torch.manual_seed(cfg.seed)
-        try:
+        with seeded_torch(seed=cfg.seed, threads=cfg.threads):
             extra_dim = 0 if pairs.extra is None else pairs.extra.shape[1]
             self.net = build_pair_net(
                 pairs.image_features.shape[1], pairs.text_features.shape[1], extra_dim, cfg
@@ -314,12 +303,10 @@ class PairMLP:
             if best[2] is not None:
                 self.net.load_state_dict(best[2])
             self.best_epoch = best[1]
-        finally:
-            torch.set_num_threads(old_threads)
         return self
 
     def predict(self, pairs: PairSet, batch_size: int = 4096) -> np.ndarray:
-        torch = _require_torch()
+        torch = require_torch()
         self.net.eval()
         out = []
         with torch.no_grad():

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from pixsearch.exporter._torch import require_torch, seeded_torch
+
 
 @dataclass
 class RerankerConfig:
@@ -72,14 +74,8 @@ class PairData:
         )
 
 
-def _torch() -> Any:
-    from pixsearch.exporter.joint_space import _torch as torch_module
-
-    return torch_module()
-
-
 def build_net(feature_dim: int, text_dim: int, cfg: RerankerConfig) -> Any:
-    torch = _torch()
+    torch = require_torch()
     nn = torch.nn
     h = cfg.hidden
 
@@ -118,7 +114,7 @@ class Reranker:
     seconds: float = 0.0
 
     def predict(self, pairs: PairData, batch_size: int = 8192) -> np.ndarray:
-        torch = _torch()
+        torch = require_torch()
         self.net.eval()
         out = []
         with torch.no_grad():
@@ -155,13 +151,10 @@ def train_reranker(
     log: Callable[[str], None] = lambda message: None,
 ) -> Reranker:
     """Fit on ``train`` (weighted BCE on soft targets, AdamW); the last epoch's weights are kept."""
-    torch = _torch()
+    torch = require_torch()
     cfg = config or RerankerConfig()
     started = time.perf_counter()
-    old = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    try:
+    with seeded_torch(seed=cfg.seed, threads=cfg.threads):
         net = build_net(train.image_features.shape[1], train.text_features.shape[1], cfg)
         used = np.unique(train.image_index)
         net.img_mu.copy_(torch.from_numpy(train.image_features[used].mean(0)))
@@ -200,8 +193,6 @@ def train_reranker(
             history.append({"epoch": epoch, "loss": total / len(train)})
             log(f"reranker epoch {epoch}: loss {total / len(train):.4f}")
         net.eval()
-    finally:
-        torch.set_num_threads(old)
     return Reranker(net, cfg, history, time.perf_counter() - started)
 
 
