@@ -6,7 +6,8 @@ or copied photos cost nothing, a new encoder never reads stale vectors, and addi
 bundle (which changes the bundle id) keeps every cached feature. Layout::
 
     <cache_dir>/<encoder_key>/<kind>/<chunk>.npz
-    kind: "image" (1280-d), "image-hflip" (the photo mirrored left-right) or "text" (384-d)
+    kind: "image" (1280-d), "image-<view>" (an augmented view, see ``augment_view``: "hflip"
+    the photo mirrored left-right, "crop1".. random resized crops) or "text" (384-d)
 
 ``encoder_key`` is ``enc-`` + the first 16 hex digits of the encoder file's sha256 as listed in
 the bundle manifest; a bundle-like object without a manifest (tests) falls back to its id.
@@ -181,11 +182,13 @@ def image_features(
     lookahead: int = 2,
     progress: Callable[[int, int], None] | None = None,
     flip: bool = False,
+    view: str | None = None,
 ) -> np.ndarray:
     """Pooled image-encoder features, ``float32 [len(paths), feature_dim]``, in input order.
 
-    With ``flip`` each photo is mirrored left-right before encoding (cached as its own kind,
-    ``image-hflip``): test-time or training-time augmentation for the trained heads.
+    With ``view`` each photo is augmented before encoding (``augment_view``; cached as its own
+    kind, ``image-<view>``): training-time augmentation for the trained heads. ``flip=True`` is
+    ``view="hflip"``, the photo mirrored left-right.
 
     Files are hashed and decoded in a thread pool (``workers``) with at most ``lookahead``
     batches decoded ahead of the encoder; identical files are encoded once. An unreadable
@@ -195,8 +198,9 @@ def image_features(
     from pixsearch.indexer.preprocess import load_photo
 
     paths = [Path(p) for p in paths]
+    view = "hflip" if flip and view is None else view
     cache = FeatureCache(
-        cache_dir, encoder_key(bundle, "image_encoder"), "image-hflip" if flip else "image"
+        cache_dir, encoder_key(bundle, "image_encoder"), f"image-{view}" if view else "image"
     )
     with ThreadPoolExecutor(max_workers=workers) as pool:
         keys = list(pool.map(sha256_file, paths))
@@ -223,11 +227,13 @@ def image_features(
                 pending.append(submit(batches[next_batch]))
                 next_batch += 1
             pixels = np.stack([future.result().pixels for future in futures])
-            if flip:
-                pixels = np.ascontiguousarray(pixels[:, :, ::-1, :])
+            batch_keys = [key for key, _ in batch]
+            if view:
+                pixels = np.stack(
+                    [augment_view(p, view, key) for p, key in zip(pixels, batch_keys, strict=True)]
+                )
             features, _logits = bundle.image_encoder.encode(pixels)
             features = np.asarray(features, dtype=np.float32)
-            batch_keys = [key for key, _ in batch]
             cache.put_many(batch_keys, features)
             found.update(zip(batch_keys, features, strict=True))
             done += len(batch)
@@ -237,6 +243,46 @@ def image_features(
     if not paths:
         return np.zeros((0, int(getattr(bundle, "feature_dim", 0))), dtype=np.float32)
     return np.stack([found[key] for key in keys]).astype(np.float32, copy=False)
+
+
+def augment_view(pixels: np.ndarray, view: str, key: str = "") -> np.ndarray:
+    """One augmented view of preprocessed ``[H, W, 3]`` uint8 pixels, the same every time.
+
+    ``"hflip"``: mirrored left-right. ``"cropN"``: a random resized crop (8-100% of the area,
+    aspect 3/4-4/3, like torchvision's ``RandomResizedCrop``), mirrored with probability 0.5,
+    resized back to ``H x W`` (bicubic); the randomness is seeded by ``key`` (the photo's
+    content hash) and ``N``, so cached views stay valid.
+
+    >>> pixels = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    >>> augment_view(pixels, "hflip")[0, 0].tolist() == pixels[0, 2].tolist()
+    True
+    >>> a, b = augment_view(pixels, "crop1", "ab"), augment_view(pixels, "crop1", "ab")
+    >>> a.shape, bool((a == b).all())
+    ((2, 3, 3), True)
+    """
+    if view == "hflip":
+        return np.ascontiguousarray(pixels[:, ::-1, :])
+    if not view.startswith("crop") or not view[4:].isdigit():
+        raise ValueError(f"unknown augmented view {view!r}: use 'hflip' or 'crop1', 'crop2', ...")
+    from PIL import Image
+
+    seed = int.from_bytes(hashlib.sha256(f"{key}/{view}".encode()).digest()[:8], "little")
+    rng = np.random.default_rng(seed)
+    height, width = pixels.shape[:2]
+    for _ in range(10):
+        area = height * width * rng.uniform(0.08, 1.0)
+        aspect = float(np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3))))
+        w = round(float(np.sqrt(area * aspect)))
+        h = round(float(np.sqrt(area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            break
+    else:
+        w, h = width, height
+    top = int(rng.integers(0, height - h + 1))
+    left = int(rng.integers(0, width - w + 1))
+    crop = Image.fromarray(pixels[top : top + h, left : left + w])
+    out = np.asarray(crop.resize((width, height), Image.Resampling.BICUBIC))
+    return np.ascontiguousarray(out[:, ::-1, :]) if rng.random() < 0.5 else out
 
 
 def text_features(

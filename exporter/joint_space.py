@@ -97,8 +97,9 @@ class Corpus:
     paths: list[Path]
     features: np.ndarray
     """``[I, 1280]``."""
-    flip_features: np.ndarray | None
-    """``[I, 1280]`` features of the mirrored photos (augmentation), or None."""
+    view_features: list[np.ndarray]
+    """Augmented views for training, each ``[I, 1280]``: the mirrored photos, then random
+    resized crops (``augment_view``); empty without augmentation."""
     captions: list[str]
     caption_image: np.ndarray
     """``[C]`` index of each caption's photo in ``images``."""
@@ -139,6 +140,7 @@ def load_corpus(
     cache_dir: str | Path | None = None,
     predicate: Predicate | None = None,
     flip: bool = True,
+    crop_views: int = 0,
     max_images: int | None = None,
     seed: int = 42,
     log: Callable[[str], None] = lambda message: None,
@@ -201,13 +203,15 @@ def load_corpus(
         f"children dropped ({len(photos_all_child)} photos left with no caption)"
     )
     feats = image_features(paths, bundle, cache_dir, workers=2)
-    flips = image_features(paths, bundle, cache_dir, workers=2, flip=True) if flip else None
+    views = [f"crop{i}" for i in range(1, crop_views + 1)]
+    views = (["hflip"] if flip else []) + views
+    view_features = [image_features(paths, bundle, cache_dir, workers=2, view=v) for v in views]
     texts = text_features(captions, bundle, cache_dir)
     return Corpus(
         images,
         paths,
         feats,
-        flips,
+        view_features,
         captions,
         np.asarray(owner, dtype=np.int64),
         texts,
@@ -271,8 +275,11 @@ class JointConfig:
     learn_temperature: bool = True
     multi_positive: bool = True
     """All captions of a photo in the batch are positives (else one random caption per photo)."""
-    flip_augment: float = 0.0
-    """Probability of using the mirrored photo's features for a training step's photo."""
+    augment: float = 0.0
+    """Probability of using an augmented view's features (chosen uniformly among the mirror and
+    ``crop_views`` random resized crops) instead of the photo's for a training step's photo."""
+    crop_views: int = 0
+    """Random-resized-crop views encoded per photo (cached) for ``augment``."""
     batch_photos: int = 256
     epochs: int = 20
     lr: float = 1e-3
@@ -387,7 +394,7 @@ def train_joint(
     """Train the towers on the captions of ``train_photos`` (indices into ``corpus.images``).
 
     Each step takes ``batch_photos`` distinct photos (mirrored with probability
-    ``flip_augment``) and their captions (all of them with ``multi_positive``, else one
+    ``augment``) and their captions (all of them with ``multi_positive``, else one
     random caption each); loss = mean of caption->photo and photo->captions InfoNCE. With
     ``val_photos`` the validation R@1/5/10 is logged per epoch (for the history only: the
     weights of the last epoch are kept, not the best, so the validation split is not tuned
@@ -399,9 +406,10 @@ def train_joint(
     rng = np.random.default_rng(cfg.seed)
     with seeded_torch(seed=cfg.seed, threads=cfg.threads):
         feats = corpus.features
-        flips = corpus.flip_features if corpus.flip_features is not None else feats
         bridge_all = bridge.vectors(feats)
-        bridge_flip = bridge.vectors(flips) if corpus.flip_features is not None else bridge_all
+        views = corpus.view_features if cfg.augment > 0 else []
+        view_feats = np.stack([feats, *views])  # [1 + V, I, D]; 0 = the photo itself
+        view_bridge = np.stack([bridge_all, *(bridge.vectors(v) for v in views)])
         net = build_towers(cfg, feats.shape[1], corpus.text_features.shape[1], bridge_all.shape[1])
         train_photos = np.asarray(train_photos)
         mu = feats[train_photos].mean(0)
@@ -447,9 +455,13 @@ def train_joint(
             losses = []
             for step in range(steps_per_epoch):
                 batch = order[step * cfg.batch_photos : (step + 1) * cfg.batch_photos]
-                flip = rng.random(len(batch)) < cfg.flip_augment
-                f = np.where(flip[:, None], flips[batch], feats[batch])
-                b = np.where(flip[:, None], bridge_flip[batch], bridge_all[batch])
+                pick = np.where(
+                    rng.random(len(batch)) < cfg.augment,
+                    rng.integers(1, len(view_feats), len(batch)) if views else 0,
+                    0,
+                )
+                f = view_feats[pick, batch]
+                b = view_bridge[pick, batch]
                 if cfg.multi_positive:
                     cap_rows = [c for p in batch.tolist() for c in caps_of[p]]
                     cap_owner = [i for i, p in enumerate(batch.tolist()) for _ in caps_of[p]]
@@ -987,7 +999,8 @@ def run_train_space(
         bundle,
         cache_dir=cache_dir,
         predicate=predicate,
-        flip=cfg.flip_augment > 0,
+        flip=cfg.augment > 0,
+        crop_views=cfg.crop_views if cfg.augment > 0 else 0,
         max_images=max_images,
         seed=seed,
         log=log,

@@ -61,7 +61,7 @@ def synthetic_corpus(n_images: int = 240, seed: int = 0):  # type: ignore[no-unt
         [f"{i}.jpg" for i in range(n_images)],
         [Path(f"{i}.jpg") for i in range(n_images)],
         features.astype(np.float32),
-        features[:, ::-1].astype(np.float32).copy(),
+        [features[:, ::-1].astype(np.float32).copy()],
         [str(i) for i in range(len(owner))],
         owner,
         text.astype(np.float32),
@@ -174,3 +174,45 @@ def test_committed_heads_match_their_golden_outputs() -> None:
     np.testing.assert_allclose(image, golden["image_vectors"], atol=1e-5)
     np.testing.assert_allclose(text, golden["text_vectors"], atol=1e-5)
     assert image.shape[1] == bundle.vector_dim
+
+
+def test_augmented_views_change_what_training_sees() -> None:
+    """With ``augment`` the towers train on the views too: different weights, still learning."""
+    pytest.importorskip("torch", reason="training needs the [train] extra")
+    from pixsearch.exporter.joint_space import (
+        BridgeSpace,
+        JointConfig,
+        evaluate,
+        split_photos,
+        train_joint,
+    )
+
+    corpus, bridge = synthetic_corpus()
+    noisy = corpus.features + np.random.default_rng(5).normal(0, 0.3, corpus.features.shape)
+    corpus.view_features = [np.maximum(noisy, 0).astype(np.float32)]
+    train, val = split_photos(len(corpus.images), 60, seed=0)
+    small = dict(dim=16, image_hidden=32, text_hidden=32, batch_photos=64, epochs=12, seed=0)
+    plain = train_joint(corpus, train, bridge, JointConfig(**small))
+    augmented = train_joint(corpus, train, bridge, JointConfig(**small, augment=0.5))
+    a = augmented.joint_image(corpus.features[val[:5]])
+    assert not np.allclose(a, plain.joint_image(corpus.features[val[:5]]), atol=1e-4)
+    baseline = evaluate(BridgeSpace(bridge), corpus, val)["R@10"]
+    assert evaluate(augmented, corpus, val, mix=1.0)["R@10"] > baseline + 20
+
+
+def test_crop_views_are_cached_and_reproducible(tmp_path: Path) -> None:
+    from helpers import copy_demo_photos
+
+    from pixsearch.exporter.features import augment_view, image_features
+    from pixsearch.indexer.models import ModelBundle
+
+    bundle = ModelBundle.load()
+    paths = sorted(copy_demo_photos(tmp_path / "photos").iterdir())[:3]
+    first = image_features(paths, bundle, tmp_path / "cache", view="crop1")
+    again = image_features(paths, bundle, tmp_path / "cache", view="crop1")
+    plain = image_features(paths, bundle, tmp_path / "cache")
+    assert np.array_equal(first, again)
+    assert not np.allclose(first, plain, atol=1e-3)
+    assert {p.name for p in (tmp_path / "cache").glob("*/*")} == {"image", "image-crop1"}
+    with pytest.raises(ValueError, match="unknown augmented view"):
+        augment_view(np.zeros((4, 4, 3), np.uint8), "rotate")
