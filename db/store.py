@@ -14,6 +14,7 @@ True
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
@@ -64,12 +65,28 @@ SEARCH_NPROBES = 10
 """IVF partitions searched per query (recall@10 0.95 at 100k rows, filtered, see
 docs/performance.md)."""
 SEARCH_EF = 100
-"""HNSW candidate list size per partition searched."""
+"""HNSW candidate list size per partition searched (at least the query's limit)."""
+SEARCH_EF_LARGE = 300
+"""``ef`` for tables of at least ``LARGE_TABLE_ROWS`` rows: on the ``benchmarks/query.py``
+table at 1M rows, ef 100 gave recall@10 0.83 (post-filtered, 34 candidates) and ef 300 0.975
+for +0.3 ms; at 100k rows ef 100 already gave 0.99 and ef 300 cost +2 ms."""
+LARGE_TABLE_ROWS = 500_000
 EXACT_SEARCH_MAX_ROWS = 2_000
 """A filter matching at most this many rows is searched exactly (no vector index), so that a
 very selective filter still gets its ``k`` best rows. Kept low because exact search costs about
 the same whatever the filter: at 100k rows a filter leaving 4.5k rows took 61 ms exactly and
 13 ms through the index at recall@10 0.985."""
+POSTFILTER_MIN_SHARE = 0.25
+"""A filter matching at least this share of the rows (the content policy's ``restricted =
+false`` matches ~90%) is applied *after* an unfiltered index search that fetches
+``k / share * POSTFILTER_OVERFETCH`` candidates: building a prefilter mask over every matching
+row cost 20-60 ms per query at 1M rows, more than the search itself (7 ms). Post-filtering
+672 candidates for a filter matching 4.5% of the rows gave recall@10 0.99 at 1M rows but 0.88
+at 100k (deep candidate lists of the index get inaccurate), hence the floor: a selective
+filter is prefiltered. When fewer than ``k`` candidates pass, the query runs again with the
+prefilter, so ``k`` results still come back whenever ``k`` rows match."""
+POSTFILTER_OVERFETCH = 3
+"""Candidates fetched per expected surviving result on the post-filter path."""
 _VECTOR_INDEX_TRAINED_ROWS = "index.{table}.vector.trained_rows"
 """Setting: rows a table's vector index was trained on; it is retrained once the table doubles."""
 
@@ -93,6 +110,8 @@ class PhotoStore:
         """The table this store reads and writes (``photos``; batch jobs use staging tables)."""
         self._db: Any = None
         self._table: Any = None
+        self._facts_cache: dict[Any, Any] = {}
+        self._facts_version = -1
 
     # -- connection -------------------------------------------------------------------------
     @property
@@ -185,28 +204,37 @@ class PhotoStore:
     ) -> list[dict[str, Any]]:
         """The ``k`` rows nearest to ``vector`` (cosine) among those matching ``where``.
 
-        The filter is applied *before* the vector search (prefilter), so ``k`` results come
-        back whenever ``k`` rows match, and nothing that fails the filter is ever returned.
+        ``k`` results come back whenever ``k`` rows match, and nothing that fails the filter is
+        ever returned. How the filter is applied depends on how many rows it matches (counted
+        once per table version): at most ``EXACT_SEARCH_MAX_ROWS`` -> exact search among them;
+        at least ``POSTFILTER_MIN_SHARE`` of the table -> index search, then the filter (with a
+        prefiltered retry if fewer than ``k`` pass); otherwise a prefiltered index search.
         Each row has a ``score`` = cosine similarity; ``extra_columns`` (e.g. ``features``)
         are returned too, vector columns as one numpy array per row (building Python lists of
         1280 floats per row tripled the time of fetching 50 rows with their features).
         """
         table = self.table
+        columns = [*RESULT_COLUMNS, *extra_columns]
+        vector = np.asarray(vector, dtype=np.float32)
         with _translated_errors("search the photos table"):
-            query = (
-                table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
-                .distance_type("cosine")
-                .select([*RESULT_COLUMNS, *extra_columns])
-                .limit(k)
-            )
-            if where:
-                query = query.where(where, prefilter=True)
-            if _has_vector_index(table):
-                if where and table.count_rows(where) <= EXACT_SEARCH_MAX_ROWS:
-                    query = query.bypass_vector_index()
-                else:
-                    query = query.nprobes(SEARCH_NPROBES).ef(SEARCH_EF)
-            found = query.to_arrow()
+            facts = self._facts(table)
+            indexed = facts["indexed"]
+            plan = self._plan(table, where) if indexed else "exact"
+            ef = SEARCH_EF_LARGE if indexed and facts[None] >= LARGE_TABLE_ROWS else SEARCH_EF
+            found = None
+            if plan == "postfilter":
+                share = self._matching_rows(table, where) / max(1, facts[None])
+                limit = math.ceil(k / share * POSTFILTER_OVERFETCH)
+                query = _vector_query(table, vector, columns, limit, plan="index", ef=ef)
+                candidates = query.where(where, prefilter=False).to_arrow()
+                if candidates.num_rows >= k:
+                    found = candidates.slice(0, k)
+            if found is None:
+                mode = "index" if plan != "exact" else "exact" if indexed else "flat"
+                query = _vector_query(table, vector, columns, k, plan=mode, ef=ef)
+                if where:
+                    query = query.where(where, prefilter=True)
+                found = query.to_arrow()
         arrays = {
             name: _rows_as_numpy(found.column(name))
             for name in extra_columns
@@ -219,6 +247,33 @@ class PhotoStore:
         for row in rows:
             row["score"] = 1.0 - float(row.pop("_distance"))
         return rows
+
+    def _plan(self, table: Any, where: str | None) -> str:
+        """How to run a query on an indexed table: "exact", "postfilter" or "prefilter"."""
+        if not where:
+            return "prefilter"
+        matching = self._matching_rows(table, where)
+        if matching <= EXACT_SEARCH_MAX_ROWS:
+            return "exact"
+        if matching >= POSTFILTER_MIN_SHARE * self._facts(table)[None]:
+            return "postfilter"
+        return "prefilter"
+
+    def _facts(self, table: Any) -> dict[Any, Any]:
+        """Per-version facts a query plan needs: ``"indexed"``, row count (key None) and
+        filter counts; read again only when the table's version changes (one cheap check)."""
+        version = int(table.version)
+        if self._facts_version != version:
+            self._facts_cache = {"indexed": _has_vector_index(table), None: table.count_rows()}
+            self._facts_version = version
+        return self._facts_cache
+
+    def _matching_rows(self, table: Any, where: str) -> int:
+        """Rows matching ``where`` (counted once per version: a range count cost ~20 ms at 1M)."""
+        facts = self._facts_cache  # filled by _facts() earlier in the same search
+        if where not in facts:
+            facts[where] = int(table.count_rows(where))
+        return int(facts[where])
 
     def rows_by_id(self, ids: Sequence[str], columns: Sequence[str]) -> pa.Table:
         """Rows whose ``id`` is in ``ids`` (in table order)."""
@@ -399,6 +454,30 @@ def _rows_as_numpy(column: pa.ChunkedArray) -> np.ndarray:
     """A fixed-size-list column as a ``[rows, size]`` numpy array."""
     array = column.combine_chunks()
     return array.values.to_numpy(zero_copy_only=False).reshape(len(array), array.type.list_size)
+
+
+def _vector_query(
+    table: Any,
+    vector: np.ndarray,
+    columns: list[str],
+    limit: int,
+    *,
+    plan: str,
+    ef: int = SEARCH_EF,
+) -> Any:
+    """A cosine query builder: ``plan`` "index" (nprobes, ``ef``), "exact" (bypass the index)
+    or "flat" (a table without a vector index)."""
+    query = (
+        table.search(vector, vector_column_name="vector")
+        .distance_type("cosine")
+        .select(columns)
+        .limit(limit)
+    )
+    if plan == "exact":
+        return query.bypass_vector_index()
+    if plan == "index":
+        return query.nprobes(SEARCH_NPROBES).ef(max(ef, limit))
+    return query
 
 
 def _has_vector_index(table: Any) -> bool:

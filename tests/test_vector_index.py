@@ -93,3 +93,48 @@ def test_index_is_retrained_once_the_table_doubles(store) -> None:
     photos.optimize(vector_index_min_rows=1000)
     assert photos.get_setting(key) == "2000"
     assert photos.has_vector_index() and photos.count() == 2000
+
+
+def test_broad_filter_is_applied_after_the_index_search_and_still_returns_k(
+    store, monkeypatch
+) -> None:
+    """A filter matching most rows (the policy's ``restricted = false``) is post-filtered and
+    returns what exact search under the filter returns."""
+    photos, schema = store
+    rows, vectors = _rows(schema, 0, 2000)
+    photos.add(rows)
+    photos.optimize(vector_index_min_rows=1000)
+    monkeypatch.setattr(store_module, "EXACT_SEARCH_MAX_ROWS", 100)
+    plans: list[str] = []
+    real_plan = PhotoStore._plan
+    monkeypatch.setattr(
+        PhotoStore, "_plan", lambda self, t, w: plans.append(real_plan(self, t, w)) or plans[-1]
+    )
+    # 75% of rows pass: post-filtered; the same top 10 as exact search under the filter
+    where = "restricted = false"
+    exact = photos.table.search(vectors[1], vector_column_name="vector").distance_type("cosine")
+    exact = exact.where(where, prefilter=True).bypass_vector_index().limit(10).to_arrow()
+    hits = photos.search(vectors[1], k=10, where=where)
+    assert plans[-1] == "postfilter"
+    assert len(hits) == 10 and not any(h["restricted"] for h in hits)
+    assert len({h["id"] for h in hits} & set(exact["id"].to_pylist())) >= 8
+    # 25% pass (restricted rows only), asked near rows that fail it: k rows, all passing
+    where = "restricted = true"
+    for i in (1, 2, 5):
+        hits = photos.search(vectors[i], k=30, where=where)
+        assert len(hits) == 30 and all(h["restricted"] for h in hits)
+    # a filter matching few rows is searched exactly
+    hits = photos.search(vectors[0], k=5, where="id = '000000'")
+    assert plans[-1] == "exact" and [h["id"] for h in hits] == ["000000"]
+
+
+def test_plan_facts_follow_new_versions(store) -> None:
+    """Counts behind the plan are re-read after a write (another version)."""
+    photos, schema = store
+    photos.add(_rows(schema, 0, 1500)[0])
+    photos.optimize(vector_index_min_rows=1000)
+    photos.search(_rows(schema, 0, 1)[1][0], k=3, where="restricted = false")
+    assert photos._facts_cache[None] == 1500
+    photos.add(_rows(schema, 1500, 500)[0])
+    photos.search(_rows(schema, 0, 1)[1][0], k=3, where="restricted = false")
+    assert photos._facts_cache[None] == 2000
