@@ -183,7 +183,7 @@ class ImageSearch:
 
         ``filters`` are ``Filter(field, op, value)`` objects or strings such as
         ``"width>=1000"``; under a restricting policy, photos flagged as showing children are
-        excluded inside the vector search (a prefilter), so ``k`` results still come back.
+        excluded inside the database query, so ``k`` results still come back.
         """
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
             raise InvalidInputError(f"k must be a whole number from 1 to {MAX_K}, not {k!r}")
