@@ -110,8 +110,10 @@ class PhotoStore:
         """The table this store reads and writes (``photos``; batch jobs use staging tables)."""
         self._db: Any = None
         self._table: Any = None
-        self._facts_cache: dict[Any, Any] = {}
+        # Query-plan facts of table version ``_facts_version``: rows per filter (None = all).
+        self._facts_cache: dict[str | None, int] = {}
         self._facts_version = -1
+        self._indexed = False
 
     # -- connection -------------------------------------------------------------------------
     @property
@@ -217,20 +219,20 @@ class PhotoStore:
         columns = [*RESULT_COLUMNS, *extra_columns]
         vector = np.asarray(vector, dtype=np.float32)
         with _translated_errors("search the photos table"):
-            facts = self._facts(table)
-            indexed = facts["indexed"]
-            plan = self._plan(table, where) if indexed else "exact"
-            ef = SEARCH_EF_LARGE if indexed and facts[None] >= LARGE_TABLE_ROWS else SEARCH_EF
+            self._refresh_plan_facts(table)
+            plan = self._plan(table, where)
+            large = plan != "flat" and self._facts_cache[None] >= LARGE_TABLE_ROWS
+            ef = SEARCH_EF_LARGE if large else SEARCH_EF
             found = None
             if plan == "postfilter":
-                share = self._matching_rows(table, where) / max(1, facts[None])
+                share = self._matching_rows(table, where) / max(1, self._facts_cache[None])
                 limit = math.ceil(k / share * POSTFILTER_OVERFETCH)
                 query = _vector_query(table, vector, columns, limit, plan="index", ef=ef)
                 candidates = query.where(where, prefilter=False).to_arrow()
                 if candidates.num_rows >= k:
                     found = candidates.slice(0, k)
             if found is None:
-                mode = "index" if plan != "exact" else "exact" if indexed else "flat"
+                mode = "index" if plan == "postfilter" else plan
                 query = _vector_query(table, vector, columns, k, plan=mode, ef=ef)
                 if where:
                     query = query.where(where, prefilter=True)
@@ -249,31 +251,34 @@ class PhotoStore:
         return rows
 
     def _plan(self, table: Any, where: str | None) -> str:
-        """How to run a query on an indexed table: "exact", "postfilter" or "prefilter"."""
+        """How to run a query: "flat" (no vector index), "exact" (bypass the index),
+        "postfilter" (index search, then the filter) or "index" (prefiltered index search)."""
+        if not self._indexed:
+            return "flat"
         if not where:
-            return "prefilter"
+            return "index"
         matching = self._matching_rows(table, where)
         if matching <= EXACT_SEARCH_MAX_ROWS:
             return "exact"
-        if matching >= POSTFILTER_MIN_SHARE * self._facts(table)[None]:
+        if matching >= POSTFILTER_MIN_SHARE * self._facts_cache[None]:
             return "postfilter"
-        return "prefilter"
+        return "index"
 
-    def _facts(self, table: Any) -> dict[Any, Any]:
-        """Per-version facts a query plan needs: ``"indexed"``, row count (key None) and
-        filter counts; read again only when the table's version changes (one cheap check)."""
+    def _refresh_plan_facts(self, table: Any) -> None:
+        """Re-read what a query plan needs (vector index present, row count) when the table's
+        version changed since the last query; otherwise keep them and the filter counts."""
         version = int(table.version)
         if self._facts_version != version:
-            self._facts_cache = {"indexed": _has_vector_index(table), None: table.count_rows()}
+            self._indexed = _has_vector_index(table)
+            self._facts_cache = {None: int(table.count_rows())}
             self._facts_version = version
-        return self._facts_cache
 
     def _matching_rows(self, table: Any, where: str) -> int:
-        """Rows matching ``where`` (counted once per version: a range count cost ~20 ms at 1M)."""
-        facts = self._facts_cache  # filled by _facts() earlier in the same search
-        if where not in facts:
-            facts[where] = int(table.count_rows(where))
-        return int(facts[where])
+        """Rows matching ``where``, counted once per table version (a range count cost ~20 ms
+        at 1M rows); call ``_refresh_plan_facts`` first."""
+        if where not in self._facts_cache:
+            self._facts_cache[where] = int(table.count_rows(where))
+        return self._facts_cache[where]
 
     def rows_by_id(self, ids: Sequence[str], columns: Sequence[str]) -> pa.Table:
         """Rows whose ``id`` is in ``ids`` (in table order)."""
@@ -463,7 +468,7 @@ def _vector_query(
     limit: int,
     *,
     plan: str,
-    ef: int = SEARCH_EF,
+    ef: int,
 ) -> Any:
     """A cosine query builder: ``plan`` "index" (nprobes, ``ef``), "exact" (bypass the index)
     or "flat" (a table without a vector index)."""

@@ -181,13 +181,12 @@ def image_features(
     workers: int = 4,
     lookahead: int = 2,
     progress: Callable[[int, int], None] | None = None,
-    flip: bool = False,
     view: str | None = None,
 ) -> np.ndarray:
     """Pooled image-encoder features, ``float32 [len(paths), feature_dim]``, in input order.
 
     With ``view`` each photo is augmented before encoding (``augment_view``; cached as its own
-    kind, ``image-<view>``): training-time augmentation for the trained heads. ``flip=True`` is
+    kind, ``image-<view>``): training-time augmentation for the trained heads, e.g.
     ``view="hflip"``, the photo mirrored left-right.
 
     Files are hashed and decoded in a thread pool (``workers``) with at most ``lookahead``
@@ -198,7 +197,6 @@ def image_features(
     from pixsearch.indexer.preprocess import load_photo
 
     paths = [Path(p) for p in paths]
-    view = "hflip" if flip and view is None else view
     cache = FeatureCache(
         cache_dir, encoder_key(bundle, "image_encoder"), f"image-{view}" if view else "image"
     )

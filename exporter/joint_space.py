@@ -393,12 +393,12 @@ def train_joint(
 ) -> JointModel:
     """Train the towers on the captions of ``train_photos`` (indices into ``corpus.images``).
 
-    Each step takes ``batch_photos`` distinct photos (mirrored with probability
-    ``augment``) and their captions (all of them with ``multi_positive``, else one
-    random caption each); loss = mean of caption->photo and photo->captions InfoNCE. With
-    ``val_photos`` the validation R@1/5/10 is logged per epoch (for the history only: the
-    weights of the last epoch are kept, not the best, so the validation split is not tuned
-    on per epoch).
+    Each step takes ``batch_photos`` distinct photos (each replaced by one of its augmented
+    views with probability ``augment``) and their captions (all of them with
+    ``multi_positive``, else one random caption each); loss = mean of caption->photo and
+    photo->captions InfoNCE. With ``val_photos`` the validation R@1/5/10 is logged per epoch
+    (for the history only: the weights of the last epoch are kept, not the best, so the
+    validation split is not tuned on per epoch).
     """
     torch = require_torch()
     cfg = config or JointConfig()
