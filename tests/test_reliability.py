@@ -169,6 +169,24 @@ def test_animated_gif_uses_its_first_frame(tmp_path: Path) -> None:
     assert np.array_equal(load_photo(path).pixels, load_photo(tmp_path / "first.png").pixels)
 
 
+def test_large_jpeg_is_decoded_at_reduced_scale_close_to_a_full_decode(tmp_path: Path) -> None:
+    """DCT scaling makes a 2000x1600 JPEG decode at 1/4 (500x400); the 224x224 pixels the
+    model sees stay within one grey level (mean) of those from a full decode."""
+    from pixsearch.indexer.preprocess import load_photo, open_rgb, to_pixels
+
+    yy, xx = np.mgrid[0:1600, 0:2000]
+    smooth = np.stack([xx * 255 // 2000, yy * 255 // 1600, (xx + yy) % 256], axis=-1)
+    noise = np.random.default_rng(3).normal(0, 8, smooth.shape)
+    path = tmp_path / "big.jpg"
+    Image.fromarray(np.clip(smooth + noise, 0, 255).astype(np.uint8)).save(path, quality=90)
+
+    image, width, height, image_format = open_rgb(path)
+    assert (image.size, width, height, image_format) == ((500, 400), 2000, 1600, "JPEG")
+    full = to_pixels(open_rgb(path, draft_size=10_000)[0]).astype(np.int16)
+    reduced = load_photo(path).pixels.astype(np.int16)
+    assert np.abs(full - reduced).mean() < 1.0  # measured 0.35; a wrong decode is ~70
+
+
 def test_file_deleted_or_replaced_between_scan_and_read(tmp_path: Path, monkeypatch) -> None:
     from pixsearch.indexer import pipeline
 
