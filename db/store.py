@@ -471,11 +471,15 @@ def _vector_query(
     ef: int,
 ) -> Any:
     """A cosine query builder: ``plan`` "index" (nprobes, ``ef``), "exact" (bypass the index)
-    or "flat" (a table without a vector index)."""
+    or "flat" (a table without a vector index).
+
+    ``_distance`` is selected by name: Lance adds it to a column selection only by a deprecated
+    default, and warns on stderr about it per query when LanceDB's log is not quieted (an app
+    that imported lancedb before pixsearch)."""
     query = (
         table.search(vector, vector_column_name="vector")
         .distance_type("cosine")
-        .select(columns)
+        .select([*columns, "_distance"])
         .limit(limit)
     )
     if plan == "exact":

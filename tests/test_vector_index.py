@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import numpy as np
@@ -138,3 +141,29 @@ def test_plan_facts_follow_new_versions(store) -> None:
     photos.add(_rows(schema, 1500, 500)[0])
     photos.search(_rows(schema, 0, 1)[1][0], k=3, where="restricted = false")
     assert photos._facts_cache[None] == 2000
+
+
+def test_search_prints_no_lance_warning_in_an_app_that_imported_lancedb_first(store) -> None:
+    """LANCEDB_LOG=error (set by pixsearch.db.store) only works before lancedb starts its
+    logger; an embedding app may import lancedb first, so queries must not trigger warnings."""
+    photos, schema = store
+    photos.add(_rows(schema, 0, 300)[0])
+    script = (
+        "import lancedb, numpy as np, sys\n"
+        "from pixsearch.db.store import PhotoStore\n"
+        "store = PhotoStore(sys.argv[1])\n"
+        "v = np.ones(16, np.float32)\n"
+        "rows = store.search(v, k=3) + store.search(v, k=3, where='restricted = false')\n"
+        "print(len(rows), sum(r['restricted'] for r in rows[3:]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LANCEDB_LOG"}
+    done = subprocess.run(
+        [sys.executable, "-c", script, photos.uri],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["6", "0"]
+    assert "WARN" not in done.stderr, done.stderr
