@@ -85,6 +85,13 @@ row cost 20-60 ms per query at 1M rows, more than the search itself (7 ms). Post
 at 100k (deep candidate lists of the index get inaccurate), hence the floor: a selective
 filter is prefiltered. When fewer than ``k`` candidates pass, the query runs again with the
 prefilter, so ``k`` results still come back whenever ``k`` rows match."""
+POSTFILTER_MIN_SHARE_LARGE = 0.02
+"""The post-filter floor for tables of at least ``LARGE_TABLE_ROWS`` rows, where the prefilter
+mask costs most: on the ``benchmarks/query.py`` table at 1M rows, filters matching 2.2%, 4.5%
+and 9% of the rows took 73 / 70 / 57 ms prefiltered and 25 / 21 / 18 ms post-filtered (x3
+candidates) at the same recall@10 (0.98 / 0.983 / 0.97). At 100k rows post-filtering the same
+filters was slower (19-29 ms against 15-17) and less accurate (0.89-0.97 against 0.96-0.99),
+so smaller tables keep ``POSTFILTER_MIN_SHARE``."""
 POSTFILTER_OVERFETCH = 3
 """Candidates fetched per expected surviving result on the post-filter path."""
 _VECTOR_INDEX_TRAINED_ROWS = "index.{table}.vector.trained_rows"
@@ -209,8 +216,9 @@ class PhotoStore:
         ``k`` results come back whenever ``k`` rows match, and nothing that fails the filter is
         ever returned. How the filter is applied depends on how many rows it matches (counted
         once per table version): at most ``EXACT_SEARCH_MAX_ROWS`` -> exact search among them;
-        at least ``POSTFILTER_MIN_SHARE`` of the table -> index search, then the filter (with a
-        prefiltered retry if fewer than ``k`` pass); otherwise a prefiltered index search.
+        at least ``POSTFILTER_MIN_SHARE`` of the table (``POSTFILTER_MIN_SHARE_LARGE`` from
+        ``LARGE_TABLE_ROWS`` rows) -> index search, then the filter (with a prefiltered retry if
+        fewer than ``k`` pass); otherwise a prefiltered index search.
         Each row has a ``score`` = cosine similarity; ``extra_columns`` (e.g. ``features``)
         are returned too, vector columns as one numpy array per row (building Python lists of
         1280 floats per row tripled the time of fetching 50 rows with their features).
@@ -260,7 +268,9 @@ class PhotoStore:
         matching = self._matching_rows(table, where)
         if matching <= EXACT_SEARCH_MAX_ROWS:
             return "exact"
-        if matching >= POSTFILTER_MIN_SHARE * self._facts_cache[None]:
+        rows = self._facts_cache[None]
+        floor = POSTFILTER_MIN_SHARE_LARGE if rows >= LARGE_TABLE_ROWS else POSTFILTER_MIN_SHARE
+        if matching >= floor * rows:
             return "postfilter"
         return "index"
 

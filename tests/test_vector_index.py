@@ -131,6 +131,28 @@ def test_broad_filter_is_applied_after_the_index_search_and_still_returns_k(
     assert plans[-1] == "exact" and [h["id"] for h in hits] == ["000000"]
 
 
+def test_selective_filter_is_post_filtered_only_on_large_tables(store, monkeypatch) -> None:
+    """A filter matching 10% of the rows is prefiltered on a small table and post-filtered on a
+    large one (there the prefilter mask costs more than fetching more candidates); both return
+    k rows that all pass it."""
+    photos, schema = store
+    rows, vectors = _rows(schema, 0, 2000)
+    photos.add(rows)
+    photos.optimize(vector_index_min_rows=1000)
+    monkeypatch.setattr(store_module, "EXACT_SEARCH_MAX_ROWS", 100)
+    plans: list[str] = []
+    real_plan = PhotoStore._plan
+    monkeypatch.setattr(
+        PhotoStore, "_plan", lambda self, t, w: plans.append(real_plan(self, t, w)) or plans[-1]
+    )
+    where = "format = 'PNG'"  # every 10th row
+    for large_from, plan in ((10**6, "index"), (1000, "postfilter")):
+        monkeypatch.setattr(store_module, "LARGE_TABLE_ROWS", large_from)
+        hits = photos.search(vectors[3], k=10, where=where)
+        assert plans[-1] == plan
+        assert len(hits) == 10 and all(h["format"] == "PNG" for h in hits)
+
+
 def test_plan_facts_follow_new_versions(store) -> None:
     """Counts behind the plan are re-read after a write (another version)."""
     photos, schema = store
