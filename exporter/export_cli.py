@@ -40,6 +40,14 @@ def register(app: typer.Typer) -> None:
                 "--parity/--no-parity", help="Refuse to write a model that drifts from PyTorch."
             ),
         ] = True,
+        text_encoder_only: Annotated[
+            bool,
+            typer.Option(
+                "--text-encoder-only",
+                help="Only export the text encoder and tokenizer again, into an existing bundle "
+                "(keeps the trained heads, reranker and child classifier).",
+            ),
+        ] = False,
     ) -> None:
         """Export the ONNX model bundle from the PyTorch models (needs the train extra)."""
         import os
@@ -51,7 +59,11 @@ def register(app: typer.Typer) -> None:
                 'pixsearch export needs PyTorch and the exporters: pip install "pixsearch[train]"'
             ) from error
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every weight ships in a package
-        from pixsearch.exporter.export_bundle import export_bundle
+        from pixsearch.exporter.export_bundle import export_bundle, replace_text_encoder
 
-        manifest = export_bundle(out or default_out_dir(), check_parity=parity, log=typer.echo)
+        folder = out or default_out_dir()
+        if text_encoder_only:
+            manifest = replace_text_encoder(folder, check_parity=parity, log=typer.echo)
+        else:
+            manifest = export_bundle(folder, check_parity=parity, log=typer.echo)
         typer.echo(f"bundle_id {manifest['bundle_id']}")

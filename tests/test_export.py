@@ -75,3 +75,62 @@ def test_export_cli_is_registered_without_importing_torch() -> None:
         "assert not {'torch', 'transformers', 'optimum'} & set(sys.modules), sys.modules.keys()\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_export_text_encoder_only_replaces_it_and_keeps_what_was_trained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pixsearch export --text-encoder-only`` into a copy of the committed bundle: the text
+    encoder is exported and quantized again (int8 compute, parity-checked), every other file
+    and the trained sections stay, and the bundle id follows the new file list."""
+    import shutil
+
+    import onnx
+    from typer.testing import CliRunner
+
+    from pixsearch.exporter.export_bundle import INT8_ACCURACY_LEVEL, bundle_id
+    from pixsearch.indexer.models import ModelBundle
+    from pixsearch.search.cli import app
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = tmp_path / "bundle"
+    shutil.copytree(COMMITTED.parent, folder, ignore=shutil.ignore_patterns("__*"))
+    before = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    (folder / "text_encoder.onnx").write_bytes(b"stale")  # must be replaced, not kept
+
+    result = CliRunner().invoke(app, ["export", "--out", str(folder), "--text-encoder-only"])
+
+    assert result.exit_code == 0, result.output
+    after = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert f"bundle_id {after['bundle_id']}" in result.output
+    assert after["bundle_id"] == bundle_id(after["files"])
+    for name, digest in before["files"].items():
+        if name != "text_encoder.onnx":
+            assert after["files"][name] == digest, name
+    for section in ("space", "reranker", "policy", "models"):
+        assert after[section] == before[section], section
+    assert after["parity"]["text_encoder.int8"]["min_cosine"] >= 0.998
+    model = onnx.load(str(folder / "text_encoder.onnx"))
+    matmuls = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
+    assert matmuls and all(
+        onnx.helper.get_attribute_value(a) == INT8_ACCURACY_LEVEL
+        for n in matmuls
+        for a in n.attribute
+        if a.name == "accuracy_level"
+    )
+    bundle = ModelBundle.load(folder)
+    vector = bundle.text_encoder.encode("a dog runs on the beach")
+    assert vector.shape == (1, 384) and abs(float((vector**2).sum()) - 1) < 1e-5
+    if after["files"]["text_encoder.onnx"] != before["files"]["text_encoder.onnx"]:
+        # only with other tool versions than the committed bundle's: same graph, other bytes
+        assert _graph_bytes(folder / "text_encoder.onnx") == _graph_bytes(
+            COMMITTED.parent / "text_encoder.onnx"
+        )
+
+
+def test_export_text_encoder_only_needs_an_existing_bundle(tmp_path: Path) -> None:
+    from pixsearch.db.errors import ModelBundleError
+    from pixsearch.exporter.export_bundle import replace_text_encoder
+
+    with pytest.raises(ModelBundleError, match="pixsearch export"):
+        replace_text_encoder(tmp_path)
