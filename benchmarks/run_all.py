@@ -1,6 +1,6 @@
 """Run every benchmark and print one Markdown table (machine, date, versions first).
 
-    python benchmarks/run_all.py [--quick] [--skip index,query,cold,rerank]
+    python benchmarks/run_all.py [--quick] [--skip index,query,search,cold,rerank]
 
 Each benchmark runs in its own fresh process (so peak RSS is its own); figures on a shared
 machine move between runs, so the PyTorch baseline runs in the same invocation and ratios are
@@ -30,7 +30,9 @@ def script(name: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--skip", default="", help="comma-separated: index,query,cold,rerank")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated: index,query,search,cold,rerank"
+    )
     parser.add_argument("--rows", default=None, help="query table sizes, e.g. 10000,100000")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -52,6 +54,8 @@ def main() -> None:
     if "query" not in skip:
         rows = args.rows or ("10000,100000" if args.quick else "10000,100000,1000000")
         results += run_child([script("query.py"), "--rows", rows, "--bypass"])
+    if "search" not in skip:
+        results += run_child([script("search_e2e.py"), "--rows", "100000"])
     if "cold" not in skip:
         results += run_child([script("cold_start.py"), "--rows", "100000"])
     if "rerank" not in skip:
@@ -95,6 +99,12 @@ def print_table(facts: dict[str, Any], results: list[dict[str, Any]], quick: boo
             print(
                 f"| query {r['rows']:,} rows, {r['index']}, filter {r['filter']} | "
                 f"p50 **{r['p50_ms']} ms**, p95 {r['p95_ms']} ms{recall} | |"
+            )
+        elif kind == "search_e2e":
+            print(
+                f"| search, warm, {r['rows']:,} rows (`ImageSearch.search`) | "
+                f"p50 **{r['p50_ms']} ms**, p95 {r['p95_ms']} ms; text encoder alone "
+                f"{r['text_encoder_p50_ms']} ms | |"
             )
         elif kind == "cold":
             print(

@@ -121,6 +121,9 @@ class PhotoStore:
         self._facts_cache: dict[str | None, int] = {}
         self._facts_version = -1
         self._indexed = False
+        # The settings table and its rows as of one version (every search reads the policy).
+        self._settings_table: Any = None
+        self._settings: tuple[int, dict[str, str]] = (-1, {})
 
     # -- connection -------------------------------------------------------------------------
     @property
@@ -423,14 +426,23 @@ class PhotoStore:
 
     # -- settings ---------------------------------------------------------------------------
     def get_setting(self, key: str) -> str | None:
-        """A database-level setting (e.g. the default policy profile), or None when unset."""
-        db = self._connect()
+        """A database-level setting (e.g. the default policy profile), or None when unset.
+
+        The (small) settings table is read once per version of it and kept, so a search pays
+        one version check instead of opening and querying the table (7 ms per search on 2
+        cores); a setting written by another process is seen at the next call.
+        """
         with _translated_errors("read the database settings"):
-            if SETTINGS_TABLE not in db.list_tables().tables:
-                return None
-            rows = db.open_table(SETTINGS_TABLE).search().where(f"key = {_quote(key)}")
-            found = rows.select(["value"]).limit(1).to_list()
-        return found[0]["value"] if found else None
+            if self._settings_table is None:
+                db = self._connect()
+                if SETTINGS_TABLE not in db.list_tables().tables:
+                    return None
+                self._settings_table = db.open_table(SETTINGS_TABLE)
+            version = int(self._settings_table.version)
+            if self._settings[0] != version:
+                rows = self._settings_table.to_arrow().select(["key", "value"]).to_pylist()
+                self._settings = (version, {row["key"]: row["value"] for row in rows})
+        return self._settings[1].get(key)
 
     def set_setting(self, key: str, value: str) -> None:
         """Store a database-level setting (one atomic upsert)."""

@@ -73,6 +73,7 @@ class ImageSearch:
         self.store = PhotoStore(self.uri, storage_options=storage_options)
         self._bundle = bundle
         self._policy = _profile(policy).name if policy is not None else None
+        self._expected_info: tuple[str, Any] | None = None  # (bundle id, its TableInfo)
 
     @property
     def default_policy(self) -> str:
@@ -204,11 +205,12 @@ class ImageSearch:
             warnings.append(
                 f"query is {tokens} tokens long; only the first {encoder.max_tokens} are used"
             )
-        if self.store.table_info() is None:
+        info = self.store.table_info()
+        if info is None:
             raise DatabaseError(
                 f"no photos indexed in {self.uri} yet: run `pixsearch index PATH` first"
             )
-        self._check_bundle()
+        self._check_bundle(info)
         query_embedding = encoder.encode([query])
         query_vector = self.bundle.space.text_vectors(query_embedding)[0]
         reranker = getattr(self.bundle, "reranker", None)
@@ -244,13 +246,15 @@ class ImageSearch:
         rows.sort(key=lambda row: -row["score"])
         return rows[:k]
 
-    def _check_bundle(self) -> None:
+    def _check_bundle(self, info: Any) -> None:
+        """Refuse a table built with another bundle (``info``: its ``TableInfo``)."""
         from pixsearch.db.schema import table_info
         from pixsearch.db.store import check_compatible
 
-        info = self.store.table_info()
-        if info is not None:
-            check_compatible(info, table_info(schema_for_bundle(self.bundle)), self.uri)
+        bundle = self.bundle
+        if self._expected_info is None or self._expected_info[0] != bundle.id:
+            self._expected_info = (bundle.id, table_info(schema_for_bundle(bundle)))
+        check_compatible(info, self._expected_info[1], self.uri)
 
     def stats(self) -> DatabaseStats:
         """Counts and the model facts of the database (works without loading any model)."""

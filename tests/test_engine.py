@@ -253,3 +253,16 @@ def test_database_default_policy(tmp_path: Path) -> None:
     assert ImageSearch(tmp_path / "db", policy="strict").search("a little boy").blocked
     with pytest.raises(InvalidInputError, match="strict"):
         engine.set_default_policy("lenient")
+
+
+def test_default_policy_changed_elsewhere_is_seen_by_a_running_search(tmp_path: Path) -> None:
+    """The settings are cached per version of their table: a change made through another
+    handle (another process, e.g. an admin running the CLI) applies to the next search."""
+    noise_image(tmp_path / "a.png", 1)
+    server = ImageSearch(tmp_path / "db")
+    server.index(tmp_path / "a.png")
+    assert server.search("a little boy").blocked  # strict, now cached
+    ImageSearch(tmp_path / "db").set_default_policy("none")
+    assert server.default_policy == "none" and not server.search("a little boy").blocked
+    ImageSearch(tmp_path / "db").set_default_policy("strict")
+    assert server.search("a little boy").blocked
