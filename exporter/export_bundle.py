@@ -20,10 +20,11 @@ a drifting model raises :class:`ParityError` and the output folder is left untou
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -432,6 +433,15 @@ def _parity_checker(
     return check
 
 
+@contextlib.contextmanager
+def _staging() -> Iterator[tuple[Path, Path]]:
+    """A temporary work folder and the ``bundle`` staging folder inside it (removed after)."""
+    with tempfile.TemporaryDirectory(prefix="pixsearch-export-") as tmp:
+        work = Path(tmp)
+        (work / "bundle").mkdir()
+        yield work, work / "bundle"
+
+
 def _stage_text_encoder(
     work: Path, stage: Path, check: Callable[[str, np.ndarray, np.ndarray], None], log: Callable
 ) -> TextEncoder:
@@ -483,10 +493,7 @@ def replace_text_encoder(
         raise ModelBundleError(f"no bundle manifest in {folder}: run `pixsearch export` first")
     parity: dict[str, Any] = {}
     check = _parity_checker(parity, check_parity, log)
-    with tempfile.TemporaryDirectory(prefix="pixsearch-export-") as tmp:
-        work = Path(tmp)
-        stage = work / "bundle"
-        stage.mkdir()
+    with _staging() as (work, stage):
         _stage_text_encoder(work, stage, check, log)
 
         def update(manifest: dict[str, Any]) -> None:
@@ -517,14 +524,8 @@ def export_bundle(
     out_dir = Path(out_dir)
     log = log or _log_nothing
     parity: dict[str, Any] = {}
-
     check = _parity_checker(parity, check_parity, log)
-
-    with tempfile.TemporaryDirectory(prefix="pixsearch-export-") as tmp:
-        work = Path(tmp)
-        stage = work / "bundle"
-        stage.mkdir()
-
+    with _staging() as (work, stage):
         shipped_text = _stage_text_encoder(work, stage, check, log)
 
         # Image encoder.

@@ -48,6 +48,18 @@ def _rows(schema: pa.Schema, start: int, count: int) -> tuple[pa.Table, np.ndarr
     return table, vectors
 
 
+def _recorded_plans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Exact search only up to 100 matching rows; returns the list each query's plan is
+    appended to."""
+    monkeypatch.setattr(store_module, "EXACT_SEARCH_MAX_ROWS", 100)
+    plans: list[str] = []
+    real_plan = PhotoStore._plan
+    monkeypatch.setattr(
+        PhotoStore, "_plan", lambda self, t, w: plans.append(real_plan(self, t, w)) or plans[-1]
+    )
+    return plans
+
+
 @pytest.fixture
 def store(tmp_path) -> tuple[PhotoStore, pa.Schema]:
     schema = photo_schema(vector_dim=DIM, feature_dim=2, bundle_id="t", space="t")
@@ -107,12 +119,7 @@ def test_broad_filter_is_applied_after_the_index_search_and_still_returns_k(
     rows, vectors = _rows(schema, 0, 2000)
     photos.add(rows)
     photos.optimize(vector_index_min_rows=1000)
-    monkeypatch.setattr(store_module, "EXACT_SEARCH_MAX_ROWS", 100)
-    plans: list[str] = []
-    real_plan = PhotoStore._plan
-    monkeypatch.setattr(
-        PhotoStore, "_plan", lambda self, t, w: plans.append(real_plan(self, t, w)) or plans[-1]
-    )
+    plans = _recorded_plans(monkeypatch)
     # 75% of rows pass: post-filtered; the same top 10 as exact search under the filter
     where = "restricted = false"
     exact = photos.table.search(vectors[1], vector_column_name="vector").distance_type("cosine")
@@ -139,12 +146,7 @@ def test_selective_filter_is_post_filtered_only_on_large_tables(store, monkeypat
     rows, vectors = _rows(schema, 0, 2000)
     photos.add(rows)
     photos.optimize(vector_index_min_rows=1000)
-    monkeypatch.setattr(store_module, "EXACT_SEARCH_MAX_ROWS", 100)
-    plans: list[str] = []
-    real_plan = PhotoStore._plan
-    monkeypatch.setattr(
-        PhotoStore, "_plan", lambda self, t, w: plans.append(real_plan(self, t, w)) or plans[-1]
-    )
+    plans = _recorded_plans(monkeypatch)
     where = "format = 'PNG'"  # every 10th row
     for large_from, plan in ((10**6, "index"), (1000, "postfilter")):
         monkeypatch.setattr(store_module, "LARGE_TABLE_ROWS", large_from)
