@@ -15,6 +15,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,19 @@ def percentile(values: list[float], q: float) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def timings(fn: Any, items: Any, warmup: int = 5) -> list[float]:
+    """Milliseconds of ``fn(item)`` for each of ``items``, after ``fn`` ran on the first
+    ``warmup`` items (sessions, caches and index pages loaded)."""
+    for item in items[:warmup]:
+        fn(item)
+    times = []
+    for item in items:
+        started = time.perf_counter()
+        fn(item)
+        times.append(1000 * (time.perf_counter() - started))
+    return times
 
 
 def emit(result: dict[str, Any]) -> None:

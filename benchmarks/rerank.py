@@ -11,21 +11,13 @@ the default N, else 50). The difference is what reranking adds to every query.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
-from _common import emit, percentile
+from _common import emit, percentile, timings
 
 
 def p50(fn, queries: np.ndarray) -> float:
-    for q in queries[:5]:
-        fn(q)
-    times = []
-    for q in queries:
-        started = time.perf_counter()
-        fn(q)
-        times.append(1000 * (time.perf_counter() - started))
-    return percentile(times, 50)
+    return percentile(timings(fn, queries), 50)
 
 
 def main() -> None:

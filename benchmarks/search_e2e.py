@@ -12,9 +12,8 @@ queries, so the share of encoding a query is visible. Queries are Flickr-style c
 from __future__ import annotations
 
 import argparse
-import time
 
-from _common import emit, percentile
+from _common import emit, percentile, timings
 
 TEXT = (
     "a dog runs across the grass with a red ball in its mouth . two people ride bicycles down "
@@ -34,17 +33,6 @@ def captions(count: int) -> list[str]:
     return out
 
 
-def timed(fn, texts: list[str]) -> list[float]:
-    for text in texts[:5]:
-        fn(text + " warm")
-    times = []
-    for text in texts:
-        started = time.perf_counter()
-        fn(text)
-        times.append(1000 * (time.perf_counter() - started))
-    return times
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
@@ -56,8 +44,8 @@ def main() -> None:
 
     search = ImageSearch(build(args.rows, None) / "db")
     texts = captions(args.queries)
-    whole = timed(lambda text: search.search(text, k=10), texts)
-    encode = timed(search.bundle.text_encoder.encode, texts)
+    whole = timings(lambda text: search.search(text, k=10), texts)
+    encode = timings(search.bundle.text_encoder.encode, texts)
     record = {
         "bench": "search_e2e",
         "rows": args.rows,

@@ -64,18 +64,18 @@ TOP_K = 20
 """Classes kept per photo by the label bridge, chosen on the practicum photos (docs/bundle.md)."""
 
 TEXT_VARIANT = "int8"
+"""Text encoder as shipped: ``"int8"`` (weight-only int8, 25 MB, see :func:`quantize_int8`) or
+``"fp32"`` (90 MB, over the 40 MB per-file limit). Measurements in docs/bundle.md."""
 INT8_ACCURACY_LEVEL = 4
 """``MatMulNBits`` compute type: 4 = int8 (activations quantized on the fly per block, like the
 weights). Unset (fp32 compute), onnxruntime dequantized every weight matrix at each call: one
-query took 28-33 ms against 4-8 ms for fp32. Level 4 with blocks of 16 takes 7.9 ms (24.3 MB
+query took 28-33 ms against 4-8 ms for fp32. Level 4 with blocks of 16 takes 7.9 ms (25.5 MB
 file); parity against PyTorch on ``PARITY_SENTENCES`` max abs 0.0098 / min cosine 0.99866
 (blocks of 32: 0.0111, over the 0.01 tolerance); validation R@1/5/10 23.20/52.55/64.63
 against 23.17/52.52/64.69 with the fp32-compute model. 4-bit weights were faster still
 (6.4 ms) but fell to cosine 0.955 to fp32."""
 INT8_BLOCK_SIZE = 16
 """Weights (and, at accuracy level 4, activations) per quantization block."""
-"""Text encoder as shipped: ``"int8"`` (weight-only int8, 24 MB, see :func:`quantize_int8`) or
-``"fp32"`` (90 MB, over the 40 MB per-file limit). Measurements in docs/bundle.md."""
 IMAGE_VARIANT = "fp32"
 """Image encoder as shipped (int8/fp16 measured, no gain worth their drift: docs/bundle.md)."""
 

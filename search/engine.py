@@ -73,7 +73,6 @@ class ImageSearch:
         self.store = PhotoStore(self.uri, storage_options=storage_options)
         self._bundle = bundle
         self._policy = _profile(policy).name if policy is not None else None
-        self._expected_info: tuple[str, Any] | None = None  # (bundle id, its TableInfo)
 
     @property
     def default_policy(self) -> str:
@@ -251,10 +250,7 @@ class ImageSearch:
         from pixsearch.db.schema import table_info
         from pixsearch.db.store import check_compatible
 
-        bundle = self.bundle
-        if self._expected_info is None or self._expected_info[0] != bundle.id:
-            self._expected_info = (bundle.id, table_info(schema_for_bundle(bundle)))
-        check_compatible(info, self._expected_info[1], self.uri)
+        check_compatible(info, table_info(schema_for_bundle(self.bundle)), self.uri)
 
     def stats(self) -> DatabaseStats:
         """Counts and the model facts of the database (works without loading any model)."""
