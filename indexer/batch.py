@@ -49,11 +49,11 @@ from pixsearch.indexer.pipeline import (
     Indexer,
     IndexReport,
     ProgressCallback,
-    caption_about_children,
     feature_source,
     photo_id,
     schema_for_bundle,
 )
+from pixsearch.indexer.policy import photo_is_restricted
 from pixsearch.indexer.preprocess import load_photo
 from pixsearch.indexer.sources import PhotoSource, SourceEntry, open_source
 
@@ -227,7 +227,7 @@ class ShardEncoder:
                     "features": features[i],
                     "caption": caption,
                     "child_score": float(scores[i]),
-                    "restricted": bool(scores[i] >= threshold) or caption_about_children(caption),
+                    "restricted": photo_is_restricted(scores[i], threshold, caption),
                     "indexed_at": now,
                 }
             )
@@ -621,7 +621,7 @@ def reproject_rows(rows: pa.Table, schema: pa.Schema, bundle: Any, indexer: Any)
     threshold = indexer.child_threshold()
     captions = rows.column("caption").to_pylist()
     restricted = [
-        bool(score >= threshold) or caption_about_children(caption)
+        photo_is_restricted(score, threshold, caption)
         for score, caption in zip(scores, captions, strict=True)
     ]
     replacements = {

@@ -26,9 +26,11 @@ import pyarrow as pa
 from pixsearch.db.errors import ImageDecodeError
 from pixsearch.db.schema import photo_schema
 from pixsearch.db.store import PhotoStore
-from pixsearch.indexer.policy import is_about_children
+from pixsearch.indexer.policy import caption_about_children, photo_is_restricted
 from pixsearch.indexer.preprocess import DecodedPhoto, load_photo
 from pixsearch.indexer.scan import FileEntry, scan_photos
+
+__all__ = ["IndexReport", "Indexer", "caption_about_children", "photo_id", "schema_for_bundle"]
 
 log = logging.getLogger("pixsearch.indexer")
 
@@ -325,8 +327,7 @@ class Indexer:
                     "features": features[i],
                     "caption": (caption := read.sidecar or read.photo.description),
                     "child_score": float(child_scores[i]),
-                    "restricted": bool(child_scores[i] >= threshold)
-                    or caption_about_children(caption),
+                    "restricted": photo_is_restricted(child_scores[i], threshold, caption),
                 }
             )
         return rows
@@ -445,11 +446,6 @@ def sidecar_caption(photo_path: str) -> str | None:
         if text:
             return text
     return None
-
-
-def caption_about_children(caption: str | None) -> bool:
-    """True when a user's caption of a photo is about children (the policy's text detector)."""
-    return bool(caption) and is_about_children(caption)
 
 
 def _is_under(path: str, root: str | os.PathLike[str]) -> bool:

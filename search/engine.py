@@ -191,9 +191,7 @@ class ImageSearch:
         query = clean_query(text)
         if not query:
             raise InvalidInputError("the query is empty: describe the photo you are looking for")
-        where = combine(
-            filters, *(["restricted = false"] if profile.excludes_restricted_photos else [])
-        )
+        where = combine([*filters, *_restriction_filters(profile)])
         decision = _check_query(query, profile)
         if decision.blocked:
             return SearchResponse(query, True, decision.message, [], profile.name)
@@ -276,6 +274,12 @@ def _profile(name: str) -> Any:
     from pixsearch.indexer.policy import get_profile
 
     return get_profile(name)
+
+
+def _restriction_filters(profile: Any) -> list[Filter]:
+    from pixsearch.indexer.policy import restriction_filters
+
+    return restriction_filters(profile)
 
 
 def _check_query(query: str, profile: Any) -> Any:

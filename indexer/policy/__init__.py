@@ -10,6 +10,11 @@ Training's legal filter, indexing and querying all call these functions.
 
 from __future__ import annotations
 
+from pixsearch.indexer.policy.photos import (
+    caption_about_children,
+    photo_is_restricted,
+    restriction_filters,
+)
 from pixsearch.indexer.policy.profiles import (
     DEFAULT_DISCLAIMER,
     DEFAULT_PROFILE,
@@ -30,10 +35,13 @@ __all__ = [
     "PROFILES",
     "PolicyDecision",
     "PolicyProfile",
+    "caption_about_children",
     "check_query",
     "default_disclaimer",
     "find_child_terms",
     "get_profile",
     "is_about_children",
     "normalize",
+    "photo_is_restricted",
+    "restriction_filters",
 ]
