@@ -4,10 +4,14 @@
 then add what they learn (the joint space, the reranker, the child-photo classifier) with
 :func:`add_to_bundle`, so every file stays listed with its sha256 and the bundle id changes
 whenever any file does (a database built with the old bundle then asks for ``pixsearch reindex``).
+
+>>> bundle_id({"a.onnx": "00", "b.onnx": "11"}) == bundle_id({"b.onnx": "11", "a.onnx": "00"})
+True
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -17,8 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from pixsearch.exporter._onnx_tools import sha256_file
-from pixsearch.exporter.export_bundle import bundle_id
 from pixsearch.indexer.models import MANIFEST_NAME, default_bundle_dir
+
+
+def bundle_id(files: dict[str, str]) -> str:
+    """16 hex digits of sha256 over the sorted ``name:sha256`` lines: same files, same id."""
+    lines = "".join(f"{name}:{digest}\n" for name, digest in sorted(files.items()))
+    return hashlib.sha256(lines.encode()).hexdigest()[:16]
 
 
 def add_to_bundle(

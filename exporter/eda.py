@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pixsearch.exporter.thumbnails import thumbnail_uri
+
 if TYPE_CHECKING:
     import pandas as pd
 
     from pixsearch.exporter.data import PracticumData
-    from pixsearch.exporter.workflow import LegalFilterReport
+    from pixsearch.exporter.legal_filter import LegalFilterReport
 
 
 def _figure(width: float = 6.0, height: float = 3.2) -> tuple[Any, Any]:
@@ -153,8 +155,6 @@ def write_eda_report(
 
     ``scored``: expert pairs with the merged ``score`` (before the filter); ``kept``: after it.
     """
-    from pixsearch.exporter.workflow import _thumbnail
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     expert = scored[scored["has_expert"]]
@@ -307,7 +307,7 @@ def write_eda_report(
     add("<h2>7. Sample photos with their best and worst captions</h2><table class='t'>")
     add("<tr><th>photo</th><th>best-scored caption</th><th>worst-scored caption</th></tr>")
     for s in sample_photos(data, expert, seed=seed):
-        thumb = _thumbnail(data.image_path(s["image"]))
+        thumb = thumbnail_uri(data.image_path(s["image"]))
         add(
             f"<tr><td><img src='{thumb}'><br>{s['image']} ({s['pairs']} pairs)</td>"
             f"<td>{html.escape(s['best'][0])}<br><b>{s['best'][1]:.2f}</b></td>"

@@ -17,9 +17,7 @@ policy, queries the policy blocks are counted (``blocked``) and left out of the 
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 import tempfile
 import time
@@ -31,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from pixsearch.db.errors import InvalidInputError
+from pixsearch.exporter.thumbnails import thumbnail_uri
 
 
 @dataclass
@@ -197,20 +196,6 @@ def pick_shown(per_query: list[dict[str, Any]], n: int, seed: int) -> list[dict[
     return [per_query[i] for i in picked]
 
 
-def _thumbnail(path: str | Path, size: int = 200) -> str | None:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            image.thumbnail((size, size))
-            buffer = io.BytesIO()
-            image.save(buffer, format="JPEG", quality=80)
-    except OSError:
-        return None
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def write_show_html(
     result: EvalResult, path: str | Path, images_dir: str | Path, n: int, seed: int = 42
 ) -> Path:
@@ -226,8 +211,8 @@ def write_show_html(
             )
             continue
         best = q.get("best")
-        thumb = _thumbnail(best) if best else None
-        own = _thumbnail(Path(images_dir) / q["image"])
+        thumb = thumbnail_uri(best, 200, missing_ok=True) if best else None
+        own = thumbnail_uri(Path(images_dir) / q["image"], 200, missing_ok=True)
         hit = "hit" if q["rank"] == 1 else f"miss (the photo written for it ranks {q['rank']})"
         best_cell = (
             f"<img alt='' src='{thumb}'><br>{html.escape(Path(best).name)}<br>"

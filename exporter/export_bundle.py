@@ -40,6 +40,8 @@ from pixsearch.exporter._onnx_tools import (
     save_single_file,
     sha256_file,
 )
+from pixsearch.exporter.bundle_update import add_to_bundle, bundle_id
+from pixsearch.exporter.parity import ParityError
 from pixsearch.indexer import preprocess
 from pixsearch.indexer.models import (
     FORMAT_VERSION,
@@ -108,10 +110,6 @@ PARITY_SENTENCES = [
     " ".join(["a long caption about a crowded street market with many people"] * 40),
 ]
 """Real captions, short and odd texts, and one over 256 tokens (checks truncation)."""
-
-
-class ParityError(ModelBundleError):
-    """An exported ONNX model does not reproduce its PyTorch model within tolerance."""
 
 
 def _log_nothing(_: str) -> None:
@@ -366,14 +364,6 @@ def _manifest(
     }
 
 
-def bundle_id(files: dict[str, str]) -> str:
-    """16 hex digits of sha256 over the sorted ``name:sha256`` lines: same files, same id."""
-    import hashlib
-
-    lines = "".join(f"{name}:{digest}\n" for name, digest in sorted(files.items()))
-    return hashlib.sha256(lines.encode()).hexdigest()[:16]
-
-
 ENCODER_FILES = (TEXT_FILE, TOKENIZER_FILE, IMAGE_FILE)
 """What trained additions (heads, classifiers) are computed from."""
 
@@ -486,8 +476,6 @@ def replace_text_encoder(
 
     >>> replace_text_encoder(Path("indexer/bundle"))  # doctest: +SKIP
     """
-    from pixsearch.exporter.bundle_update import add_to_bundle
-
     folder = Path(bundle_dir) if bundle_dir is not None else default_bundle_dir()
     if not (folder / MANIFEST_NAME).is_file():
         raise ModelBundleError(f"no bundle manifest in {folder}: run `pixsearch export` first")

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from pixsearch.exporter._torch import require_torch, seeded_torch
+from pixsearch.exporter.onnx_graph import GraphBuilder, run_onnx
+from pixsearch.exporter.parity import parity
 
 
 @dataclass
@@ -237,8 +239,6 @@ def reliability_markdown(table: list[dict[str, float]]) -> str:
 # ------------------------------------------------------------------------------ ONNX export
 def reranker_bytes(model: Reranker) -> bytes:
     """``text_embeddings [N,384]``, ``features [N,1280]``, ``similarities [N]`` -> ``scores``."""
-    from pixsearch.exporter.joint_space import GraphBuilder
-
     net = model.net
     g = GraphBuilder()
     mu = net.img_mu.numpy().astype(np.float64)
@@ -282,8 +282,6 @@ def export_reranker(
 ) -> dict[str, float]:
     """Write ``reranker.onnx`` after a parity check against PyTorch (raises on drift)."""
     from pathlib import Path
-
-    from pixsearch.exporter.joint_space import parity, run_onnx
 
     data = calibrator_bytes(model) if isinstance(model, Calibrator) else reranker_bytes(model)
     onnx_scores = run_onnx(
@@ -355,8 +353,6 @@ class Calibrator:
 
 def calibrator_bytes(model: Calibrator, feature_dim: int = 1280, text_dim: int = 384) -> bytes:
     """The calibrator as ONNX with the reranker's inputs and output."""
-    from pixsearch.exporter.joint_space import GraphBuilder
-
     g = GraphBuilder()
     # the unused inputs are read (times zero) so every runtime keeps them in the graph
     zero = g.const(np.array(0.0, np.float32))

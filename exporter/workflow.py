@@ -1,8 +1,8 @@
 """The customer's research workflow, step by step, as functions the CLI and tests call.
 
-load + validate (``data``) -> one score (``scores``) -> legal filter (here) -> EDA (``eda``)
--> vectorise (``features``) -> grouped 80/20 split (``split``) -> constant / linear / MLP on
-RMSE (``regression``) -> best photo for 10 random test queries (here) -> model card.
+load + validate (``data``) -> one score (``scores``) -> legal filter (``legal_filter``) -> EDA
+(``eda``) -> vectorise (``features``) -> grouped 80/20 split (``split``) -> constant / linear /
+MLP on RMSE (``regression``) -> best photo for 10 random test queries (here) -> model card.
 
 >>> import pandas as pd
 >>> pairs = pd.DataFrame({"image": ["a.jpg", "a.jpg", "b.jpg"], "query_id": ["q1", "q2", "q2"],
@@ -14,19 +14,25 @@ RMSE (``regression``) -> best photo for 10 random test queries (here) -> model c
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pixsearch.db.errors import PixsearchError
+from pixsearch.exporter.legal_filter import (
+    DEFAULT_DISCLAIMER,
+    LegalFilterReport,
+    Predicate,
+    apply_legal_filter,
+    children_predicate,
+    policy_disclaimer,
+)
+from pixsearch.exporter.thumbnails import thumbnail_uri
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,108 +40,17 @@ if TYPE_CHECKING:
     from pixsearch.exporter.data import PracticumData
     from pixsearch.exporter.regression import ModelResult, PairSet
 
-Predicate = Callable[[str], bool]
-DEFAULT_DISCLAIMER = (
-    "This image is unavailable in your country in compliance with local legislation."
-)
-
-
-def children_predicate() -> Predicate:
-    """``pixsearch.indexer.policy.is_about_children`` (the one rule training and search share)."""
-    try:
-        from pixsearch.indexer.policy import is_about_children
-    except ImportError as error:
-        raise PixsearchError(
-            "the content policy pixsearch.indexer.policy is not installed in this checkout; "
-            "update pixsearch (the legal filter cannot be skipped)"
-        ) from error
-    return is_about_children
-
-
-def policy_disclaimer() -> str:
-    """The policy's disclaimer text, or a default while the policy module has none."""
-    try:
-        from pixsearch.indexer import policy
-    except ImportError:
-        return DEFAULT_DISCLAIMER
-    for name in ("default_disclaimer", "DEFAULT_DISCLAIMER", "DISCLAIMER"):
-        value = getattr(policy, name, None)
-        if isinstance(value, str):
-            return value
-        if callable(value):
-            try:
-                return str(value())
-            except TypeError:
-                continue
-    return DEFAULT_DISCLAIMER
-
-
-@dataclass
-class LegalFilterReport:
-    """What the legal filter removed (pairs whose text is about children)."""
-
-    pairs_before: int = 0
-    pairs_removed: int = 0
-    queries_before: int = 0
-    queries_removed: int = 0
-    images_before: int = 0
-    images_removed: int = 0
-    """Photos left with no pair at all after the filter."""
-    images_touched: int = 0
-    """Photos that lost at least one pair."""
-    mean_score_before: float = float("nan")
-    mean_score_after: float = float("nan")
-    images_with_child_captions: int = 0
-    """Kept photos whose own captions are mostly about children (counted, not removed)."""
-    examples: list[str] = field(default_factory=list)
-
-    def to_markdown(self) -> str:
-        """A small Markdown table: before, removed, after."""
-        rows = [
-            ("pairs", self.pairs_before, self.pairs_removed),
-            ("queries", self.queries_before, self.queries_removed),
-            ("images", self.images_before, self.images_removed),
-        ]
-        lines = ["| | before | removed | after |", "|---|---|---|---|"]
-        lines += [f"| {name} | {b} | {r} | {b - r} |" for name, b, r in rows]
-        return "\n".join(lines)
-
-
-def apply_legal_filter(
-    pairs: pd.DataFrame,
-    predicate: Predicate | None = None,
-    *,
-    captions: pd.DataFrame | None = None,
-) -> tuple[pd.DataFrame, LegalFilterReport]:
-    """Drop pairs whose ``query_text`` is about children; count pairs, queries and images removed.
-
-    ``predicate`` defaults to :func:`children_predicate`. With ``captions`` (query_id, image,
-    caption) the report also counts kept photos whose own captions are mostly about children
-    (the brief removes texts; those photos stay and are only counted).
-    """
-    predicate = predicate or children_predicate()
-    verdict = {text: bool(predicate(text)) for text in pairs["query_text"].unique()}
-    about = pairs["query_text"].map(verdict).astype(bool)
-    kept = pairs[~about].reset_index(drop=True)
-    report = LegalFilterReport(
-        pairs_before=len(pairs),
-        pairs_removed=int(about.sum()),
-        queries_before=int(pairs["query_id"].nunique()),
-        queries_removed=int(pairs["query_id"].nunique() - kept["query_id"].nunique()),
-        images_before=int(pairs["image"].nunique()),
-        images_removed=int(pairs["image"].nunique() - kept["image"].nunique()),
-        images_touched=int(pairs.loc[about, "image"].nunique()),
-        examples=[t for t, v in verdict.items() if v][:5],
-    )
-    if "score" in pairs:
-        report.mean_score_before = float(pairs["score"].mean())
-        report.mean_score_after = float(kept["score"].mean()) if len(kept) else float("nan")
-    if captions is not None and len(captions):
-        own = captions[captions["image"].isin(set(kept["image"]))]
-        flags = own["caption"].map(lambda t: bool(predicate(t)))
-        share = flags.groupby(own["image"]).mean()
-        report.images_with_child_captions = int((share > 0.5).sum())
-    return kept, report
+__all__ = [  # the legal filter's names stay importable from here
+    "DEFAULT_DISCLAIMER",
+    "LegalFilterReport",
+    "Predicate",
+    "apply_legal_filter",
+    "children_predicate",
+    "policy_disclaimer",
+    "prepare_pairs",
+    "run_eda",
+    "run_train",
+]
 
 
 def prepare_pairs(
@@ -410,17 +325,6 @@ def best_photo_examples(
     return examples
 
 
-def _thumbnail(path: Path, size: int = 160) -> str:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        image.thumbnail((size, size))
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=80)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def write_examples_html(
     examples: list[dict[str, Any]], data: PracticumData, path: Path, *, best_model: str
 ) -> Path:
@@ -439,9 +343,9 @@ def write_examples_html(
         merged = "not judged" if ex["merged_score"] is None else f"{ex['merged_score']:.2f}"
         rank = ex["source_rank"] if ex["source_rank"] is not None else "not in candidates"
         rows.append(
-            f"<tr><td>{query}</td><td><img src='{_thumbnail(best)}'><br>{ex['best_image']}<br>"
+            f"<tr><td>{query}</td><td><img src='{thumbnail_uri(best)}'><br>{ex['best_image']}<br>"
             f"predicted {ex['predicted']:.2f}, merged {merged}</td>"
-            f"<td><img src='{_thumbnail(source)}'><br>photo written for (rank {rank} of "
+            f"<td><img src='{thumbnail_uri(source)}'><br>photo written for (rank {rank} of "
             f"{ex['candidates']})</td><td>{'yes' if ex['is_source_photo'] else 'no'}</td></tr>"
         )
     page = (
