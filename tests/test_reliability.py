@@ -218,53 +218,76 @@ def test_file_deleted_or_replaced_between_scan_and_read(tmp_path: Path, monkeypa
     assert again.encoded == 0 and again.unchanged == 2
 
 
-def test_unreadable_file_is_reported(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("running as root: file permissions do not stop root from reading")
-    photos = tmp_path / "photos"
+# As root, permission bits do not apply: root's CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH read
+# every file. A child process that drops both from its capability bounding set before exec
+# (still uid 0, so it can run this environment's interpreter) meets them like any user.
+_AS_ROOT_WITHOUT_DAC = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+    if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+        sys.exit(f"cannot drop capability {capability}: {os.strerror(ctypes.get_errno())}")
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def _permissions_apply(command: list[str]) -> list[str]:
+    """``command`` as run by a process to which file permissions apply (see above)."""
+    if os.geteuid() != 0:
+        return command
+    return [sys.executable, "-c", _AS_ROOT_WITHOUT_DAC, *command]
+
+
+def _unreadable_folder(base: Path) -> tuple[Path, Path]:
+    photos = base / "photos"
     photos.mkdir()
     noise_image(photos / "ok.png", 1)
     secret = noise_image(photos / "secret.png", 2)
     secret.chmod(0)
-    report = ImageSearch(tmp_path / "db").index(photos)
-    assert "Permission denied" in dict(report.failed)[str(secret)]
+    return photos, secret
 
 
-def test_unreadable_file_is_reported_for_an_ordinary_user(tmp_path_factory) -> None:
-    """As root (CI), run the real command as `nobody`, for whom permissions apply."""
-    if os.geteuid() != 0:
-        pytest.skip("not root: test_unreadable_file_is_reported covers this")
-    import tempfile
+def test_unreadable_file_is_reported(tmp_path: Path) -> None:
+    """The library API (``ImageSearch.index``) reports the file and indexes the rest."""
+    photos, secret = _unreadable_folder(tmp_path)
+    code = (
+        "import json, sys\n"
+        "from pixsearch.search import ImageSearch\n"
+        "report = ImageSearch(sys.argv[2]).index(sys.argv[1])\n"
+        "print(json.dumps({'added': report.added, 'failed': dict(report.failed)}))\n"
+    )
+    done = subprocess.run(
+        _permissions_apply([sys.executable, "-c", code, str(photos), str(tmp_path / "db")]),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=ENV,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    payload = json.loads(done.stdout.strip().splitlines()[-1])
+    assert payload["added"] == 1
+    assert "Permission denied" in payload["failed"][str(secret)]
 
-    base = Path(tempfile.mkdtemp(prefix="pixsearch-perm-"))
-    try:
-        base.chmod(0o777)
-        photos = base / "photos"
-        photos.mkdir()
-        noise_image(photos / "ok.png", 1)
-        noise_image(photos / "secret.png", 2).chmod(0)
-        photos.chmod(0o755)
-        (photos / "ok.png").chmod(0o644)
-        try:
-            done = subprocess.run(
-                [PIXSEARCH, "index", str(photos), "--db", str(base / "db"), "--json", "--quiet"],
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=False,
-                user=65534,
-                env={**ENV, "HOME": str(base), "PIXSEARCH_FEATURE_CACHE": str(base / "c")},
-            )
-        except PermissionError as error:
-            pytest.skip(f"user nobody cannot run this environment's pixsearch ({error})")
-        if done.returncode != 0 and "Permission denied" in done.stderr and "python" in done.stderr:
-            pytest.skip(f"user nobody cannot run this interpreter: {done.stderr[-200:]}")
-        assert done.returncode == 0, done.stderr
-        payload = json.loads(done.stdout)
-        assert payload["added"] == 1
-        assert "Permission denied" in payload["failed"][0]["reason"]
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+
+def test_unreadable_file_is_reported_by_the_cli(tmp_path: Path) -> None:
+    """``pixsearch index --json``: exit 0, the unreadable photo listed with its reason."""
+    photos, secret = _unreadable_folder(tmp_path)
+    done = subprocess.run(
+        _permissions_apply(
+            [PIXSEARCH, "index", str(photos), "--db", str(tmp_path / "db"), "--json", "--quiet"]
+        ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=ENV,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    payload = json.loads(done.stdout)
+    assert payload["added"] == 1
+    assert [f["path"] for f in payload["failed"]] == [str(secret)]
+    assert "Permission denied" in payload["failed"][0]["reason"]
 
 
 # -- crashes and concurrency ----------------------------------------------------------------
@@ -356,18 +379,25 @@ def test_search_while_index_writes_always_answers(many_photos, tmp_path) -> None
 
 
 def test_second_index_run_fails_clearly_while_first_runs(many_photos, tmp_path) -> None:
+    """The second writer always meets a first one that holds the lock: the first is paused
+    (SIGSTOP) after its first commit and before its last, i.e. inside its writer lock."""
     db = tmp_path / "db"
     first = subprocess.Popen(
         [PIXSEARCH, "index", str(many_photos), "--db", str(db), "--quiet"],
-        env=ENV,
+        env={**ENV, "PIXSEARCH_WRITE_BATCH": "16"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.time() + 60
-        while not (db / ".pixsearch-writer.lock").exists() and time.time() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.5)
+        deadline = time.time() + 300
+        while _count(db) == 0 and first.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        first.send_signal(signal.SIGSTOP)
+        committed = _count(db)
+        assert first.poll() is None and 0 < committed < 160, (
+            f"the first run was not paused mid-run ({committed} of 160 rows committed): "
+            "give it more photos"
+        )
         second = subprocess.run(
             [PIXSEARCH, "index", str(many_photos), "--db", str(db), "--quiet"],
             env=ENV,
@@ -376,10 +406,11 @@ def test_second_index_run_fails_clearly_while_first_runs(many_photos, tmp_path) 
             timeout=120,
             check=False,
         )
-        if first.poll() is None:
-            assert second.returncode == 5
-            assert "another pixsearch process is writing" in second.stderr
+        assert second.returncode == 5, second.stderr
+        assert "another pixsearch process is writing" in second.stderr
+        assert _count(db) == committed  # the refused run wrote nothing
     finally:
+        first.send_signal(signal.SIGCONT)
         first.wait(timeout=600)
     assert first.returncode == 0
     paths = _rows(db)
