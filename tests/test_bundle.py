@@ -27,8 +27,12 @@ _spec.loader.exec_module(golden)
 # Explicit tolerances of the golden comparison. The outputs were made on one x86 CPU; other
 # instruction sets (AVX-512, ARM) reorder float sums, which moves values by ~1e-5.
 IMAGE_ATOL = 2e-3  # features are ReLU6 means in [0, 6]; logits are around +-20
-TEXT_ATOL = 1e-3
-TEXT_MIN_COSINE = 0.9999
+# The text encoder computes in int8 (MatMulNBits accuracy level 4), whose kernels differ by
+# instruction set: on an AVX512-VNNI CPU the committed golden (made elsewhere) is off by up to
+# 3.5e-3, min cosine 0.99969 (the export's int8 parity allows 0.01 / 0.998 against PyTorch,
+# which tests/test_bundle_reference.py checks).
+TEXT_ATOL = 5e-3
+TEXT_MIN_COSINE = 0.9995
 HEAD_ATOL = 1e-4
 
 
