@@ -20,14 +20,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pixsearch.db.errors import ModelBundleError
 from pixsearch.exporter._onnx_tools import sha256_file
-from pixsearch.indexer.models import MANIFEST_NAME, default_bundle_dir
+from pixsearch.indexer.models import MANIFEST_NAME, MAX_FILE_BYTES, default_bundle_dir
 
 
 def bundle_id(files: dict[str, str]) -> str:
     """16 hex digits of sha256 over the sorted ``name:sha256`` lines: same files, same id."""
     lines = "".join(f"{name}:{digest}\n" for name, digest in sorted(files.items()))
     return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
+
+def check_file_size(path: Path) -> None:
+    """Raise ``ModelBundleError`` when ``path`` is not under :data:`MAX_FILE_BYTES`."""
+    size = Path(path).stat().st_size
+    if size >= MAX_FILE_BYTES:
+        raise ModelBundleError(
+            f"{Path(path).name} is {size / 1e6:.1f} MB, over the bundle's "
+            f"{MAX_FILE_BYTES / 1e6:.0f} MB limit per file; nothing was written"
+        )
 
 
 def add_to_bundle(
@@ -49,6 +60,8 @@ def add_to_bundle(
     folder = Path(bundle_dir) if bundle_dir is not None else default_bundle_dir()
     manifest_path = folder / MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    for source in files.values():
+        check_file_size(source)
     for name, source in files.items():
         if Path(source).resolve() != (folder / name).resolve():
             shutil.copyfile(source, folder / name)

@@ -305,7 +305,7 @@ def score_pairs_rmse(
     ii = np.array([row[p[0]] for p in pairs])
     tt = np.array([text_row[p[1]] for p in pairs])
     sims = np.sum(img_v[ii] * txt_v[tt], axis=1)
-    reranker = getattr(bundle, "reranker", None)
+    reranker = bundle.reranker
     if reranker is not None:
         predicted = np.concatenate(
             [

@@ -40,7 +40,7 @@ from pixsearch.exporter._onnx_tools import (
     save_single_file,
     sha256_file,
 )
-from pixsearch.exporter.bundle_update import add_to_bundle, bundle_id
+from pixsearch.exporter.bundle_update import add_to_bundle, bundle_id, check_file_size
 from pixsearch.exporter.parity import ParityError
 from pixsearch.indexer import preprocess
 from pixsearch.indexer.models import (
@@ -67,7 +67,7 @@ TOP_K = 20
 
 TEXT_VARIANT = "int8"
 """Text encoder as shipped: ``"int8"`` (weight-only int8, 25 MB, see :func:`quantize_int8`) or
-``"fp32"`` (90 MB, over the 40 MB per-file limit). Measurements in docs/bundle.md."""
+``"fp32"`` (90 MB, over the per-file limit ``MAX_FILE_BYTES``). Measurements in docs/bundle.md."""
 INT8_ACCURACY_LEVEL = 4
 """``MatMulNBits`` compute type: 4 = int8 (activations quantized on the fly per block, like the
 weights). Unset (fp32 compute), onnxruntime dequantized every weight matrix at each call: one
@@ -523,7 +523,8 @@ def export_bundle(
         with torch.inference_mode():
             wrapper = sources.pixel_encoder(net)
             ref_features, ref_logits = (t.numpy() for t in wrapper(torch.from_numpy(pixels)))
-            x = (torch.from_numpy(pixels).permute(0, 3, 1, 2).float() - 127.0) / 128.0
+            x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float()
+            x = (x - preprocess.PIXEL_MEAN) / preprocess.PIXEL_STD
             if not torch.allclose(net(x), torch.from_numpy(ref_logits), atol=1e-4):
                 raise ParityError("the pixel wrapper does not reproduce EfficientNet's own forward")
         shutil.copyfile(image_fp32, stage / IMAGE_FILE)
@@ -552,9 +553,7 @@ def export_bundle(
 
         files = {p.name: sha256_file(p) for p in sorted(stage.iterdir())}
         for name in files:
-            size = (stage / name).stat().st_size
-            if size >= 40_000_000:
-                raise ModelBundleError(f"{name} is {size / 1e6:.1f} MB, over the 40 MB limit")
+            check_file_size(stage / name)
         manifest = _manifest(files, parity, class_embeddings.shape[1], features.shape[1])
         _keep_trained_additions(manifest, out_dir, log)
         manifest["bundle_id"] = bundle_id(manifest["files"])

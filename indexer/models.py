@@ -33,6 +33,8 @@ THREADS_ENV = "PIXSEARCH_THREADS"
 """Environment variable capping onnxruntime's intra-op threads (default: all physical cores)."""
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
+MAX_FILE_BYTES = 40_000_000
+"""Every bundle file stays under 40 MB (exports and trained additions refuse bigger files)."""
 
 _FIX = 'reinstall pixsearch, or run "pixsearch export" to rebuild the bundle'
 

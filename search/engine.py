@@ -210,7 +210,7 @@ class ImageSearch:
         self._check_bundle(info)
         query_embedding = encoder.encode([query])
         query_vector = self.bundle.space.text_vectors(query_embedding)[0]
-        reranker = getattr(self.bundle, "reranker", None)
+        reranker = self.bundle.reranker
         if reranker is None:
             rows = self.store.search(query_vector, k=k, where=where)
         else:

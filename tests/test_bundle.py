@@ -14,11 +14,15 @@ import pytest
 
 from pixsearch.db.errors import InvalidInputError, ModelBundleError
 from pixsearch.indexer import preprocess
-from pixsearch.indexer.models import EmbeddingSpace, ModelBundle, default_bundle_dir
+from pixsearch.indexer.models import (
+    MAX_FILE_BYTES,
+    EmbeddingSpace,
+    ModelBundle,
+    default_bundle_dir,
+)
 
 BUNDLE_DIR = Path(__file__).resolve().parents[1] / "indexer" / "bundle"
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
-MAX_FILE_BYTES = 40_000_000
 
 _spec = importlib.util.spec_from_file_location("golden_regenerate", GOLDEN_DIR / "regenerate.py")
 golden = importlib.util.module_from_spec(_spec)
