@@ -15,7 +15,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from pixsearch.indexer.pipeline import (
 )
 from pixsearch.search.locations import resolve_db
 from pixsearch.search.results import DatabaseStats, SearchResponse, SearchResult
+
+if TYPE_CHECKING:
+    from pixsearch.indexer.models import ModelBundle
 
 MAX_K = 1000
 DEFAULT_POLICY = "strict"
@@ -65,7 +68,7 @@ class ImageSearch:
         self,
         db: str | os.PathLike[str] | None = None,
         *,
-        bundle: Any = None,
+        bundle: ModelBundle | None = None,
         policy: str | None = None,
         storage_options: dict[str, str] | None = None,
     ):
@@ -89,7 +92,7 @@ class ImageSearch:
         return name
 
     @cached_property
-    def bundle(self) -> Any:
+    def bundle(self) -> ModelBundle:
         """The ONNX model bundle (loaded on first use; its sessions start lazily too)."""
         if self._bundle is not None:
             return self._bundle
