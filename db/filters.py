@@ -5,7 +5,9 @@ one of ``OPERATORS``, and the value is converted to the field's type and quoted 
 
 >>> Filter("width", ">=", 1000).to_sql()
 'width >= 1000'
->>> parse_filter("format=JPEG").to_sql()
+>>> parse_filter("format=jpeg").to_sql()
+"format = 'JPEG'"
+>>> parse_filter("format=jpg").to_sql()
 "format = 'JPEG'"
 >>> parse_filter("path~it's").to_sql()
 "lower(path) LIKE '%it''s%' ESCAPE '\\\\'"
@@ -33,6 +35,10 @@ FILTER_FIELDS: dict[str, type] = {
     "restricted": bool,
 }
 """Fields a filter may name, with the Python type of their values."""
+
+ENUMERATED_FIELDS: dict[str, dict[str, str]] = {"format": {"JPG": "JPEG", "TIF": "TIFF"}}
+"""Fields holding one of a few names, stored upper-case (Pillow's format names: JPEG, PNG,
+WEBP...): a value is compared case-insensitively (upper-cased, common aliases mapped)."""
 
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "~")
 """``~`` means "contains" (case-insensitive) and applies to text fields only."""
@@ -95,6 +101,9 @@ def _coerce(field: str, kind: type, value: Any) -> Any:
             if number != number:  # NaN
                 raise ValueError(value)
             return number
+        if field in ENUMERATED_FIELDS:
+            name = str(value).strip().upper()
+            return ENUMERATED_FIELDS[field].get(name, name)
         return str(value)
     except (TypeError, ValueError) as error:
         raise InvalidInputError(

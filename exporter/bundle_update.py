@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pixsearch.db.errors import ModelBundleError
 from pixsearch.exporter._onnx_tools import sha256_file
+from pixsearch.indexer.errors import ModelBundleError
 from pixsearch.indexer.models import MANIFEST_NAME, MAX_FILE_BYTES, default_bundle_dir
 
 

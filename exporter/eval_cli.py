@@ -17,7 +17,8 @@ from typing import Annotated
 
 import typer
 
-from pixsearch.db.errors import InvalidInputError, PixsearchError
+from pixsearch.db.errors import InvalidInputError
+from pixsearch.search.commands import RESEARCH_PANEL
 
 
 def eval_command(
@@ -44,41 +45,36 @@ def eval_command(
     seed: Annotated[int, typer.Option(help="seed that picks the --show queries")] = 42,
 ) -> None:
     """Index the photos into a temporary database and measure text -> photo search."""
-    from pixsearch.exporter.workflow_cli import _fail
+    if policy not in ("strict", "none"):
+        raise InvalidInputError(f"--policy must be strict or none, not {policy!r}")
+    if show and html is None:
+        raise InvalidInputError("--show N needs --html OUT (the page to write)")
+    from pixsearch.exporter.evaluate import (
+        evaluate_search,
+        score_pairs_rmse,
+        write_show_html,
+    )
 
-    try:
-        if policy not in ("strict", "none"):
-            raise InvalidInputError(f"--policy must be strict or none, not {policy!r}")
-        if show and html is None:
-            raise InvalidInputError("--show N needs --html OUT (the page to write)")
-        from pixsearch.exporter.evaluate import (
-            evaluate_search,
-            score_pairs_rmse,
-            write_show_html,
+    result = evaluate_search(
+        queries,
+        images,
+        policy=policy,
+        show=show,
+        seed=seed,
+        log=lambda message: typer.echo(message, err=True),
+    )
+    metrics = dict(result.metrics)
+    if pairs is not None:
+        scored = score_pairs_rmse(pairs, images)
+        metrics.update(
+            rmse=scored["rmse"],
+            ece=scored["ece"],
+            n_pairs=scored["n_pairs"],
+            scorer=scored["scorer"],
         )
-
-        result = evaluate_search(
-            queries,
-            images,
-            policy=policy,
-            show=show,
-            seed=seed,
-            log=lambda message: typer.echo(message, err=True),
-        )
-        metrics = dict(result.metrics)
-        if pairs is not None:
-            scored = score_pairs_rmse(pairs, images)
-            metrics.update(
-                rmse=scored["rmse"],
-                ece=scored["ece"],
-                n_pairs=scored["n_pairs"],
-                scorer=scored["scorer"],
-            )
-        if show and html is not None:
-            page = write_show_html(result, html, images, show, seed)
-            typer.echo(f"wrote {page}", err=True)
-    except PixsearchError as error:
-        raise _fail(error) from error
+    if show and html is not None:
+        page = write_show_html(result, html, images, show, seed)
+        typer.echo(f"wrote {page}", err=True)
     if as_json:
         typer.echo(json.dumps(metrics))
         return
@@ -101,4 +97,4 @@ def eval_command(
 
 def register(app: typer.Typer) -> None:
     """Add the ``eval`` command to ``app``."""
-    app.command("eval")(eval_command)
+    app.command("eval", rich_help_panel=RESEARCH_PANEL)(eval_command)

@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 
-from pixsearch.db.errors import ModelBundleError
 from pixsearch.exporter import _sources as sources
 from pixsearch.exporter._onnx_tools import (
     OPSET,
@@ -43,6 +42,7 @@ from pixsearch.exporter._onnx_tools import (
 from pixsearch.exporter.bundle_update import add_to_bundle, bundle_id, check_file_size
 from pixsearch.exporter.parity import ParityError
 from pixsearch.indexer import preprocess
+from pixsearch.indexer.errors import ModelBundleError
 from pixsearch.indexer.models import (
     FORMAT_VERSION,
     MANIFEST_NAME,

@@ -1,6 +1,9 @@
 """``pixsearch export``: rebuild the ONNX model bundle from the PyTorch models.
 
 Importing this module is cheap: torch, transformers and optimum are imported inside the command.
+Errors reach the CLI typed: a missing ``[train]`` extra is a ``MissingExtraError`` (exit 7), a
+model that drifts from PyTorch a ``ParityError`` and a damaged bundle a ``ModelBundleError``
+(exit 6).
 
 >>> import typer
 >>> app = typer.Typer()
@@ -14,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from pixsearch.db.errors import MissingExtraError
+from pixsearch.search.commands import RESEARCH_PANEL
 
 
 def default_out_dir() -> Path:
@@ -25,13 +28,14 @@ def default_out_dir() -> Path:
 def register(app: typer.Typer) -> None:
     """Add the ``export`` command to the pixsearch CLI."""
 
-    @app.command("export")
+    @app.command("export", rich_help_panel=RESEARCH_PANEL)
     def export(
         out: Annotated[
             Path | None,
             typer.Option(
                 "--out",
-                help="Folder to write the bundle to (default: the package's bundle folder).",
+                metavar="FOLDER",
+                help="Folder to write the bundle to [default: the package's bundle folder].",
             ),
         ] = None,
         parity: Annotated[
@@ -52,12 +56,9 @@ def register(app: typer.Typer) -> None:
         """Export the ONNX model bundle from the PyTorch models (needs the train extra)."""
         import os
 
-        try:
-            import torch  # noqa: F401
-        except ImportError as error:
-            raise MissingExtraError(
-                'pixsearch export needs PyTorch and the exporters: pip install "pixsearch[train]"'
-            ) from error
+        from pixsearch.exporter.workflow_cli import require_train_extra
+
+        require_train_extra("torch", "transformers", "optimum", "onnx")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every weight ships in a package
         from pixsearch.exporter.export_bundle import export_bundle, replace_text_encoder
 

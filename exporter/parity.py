@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from pixsearch.db.errors import ModelBundleError
+from pixsearch.indexer.errors import ModelBundleError
 
 
 class ParityError(ModelBundleError):
     """An exported ONNX model does not reproduce its reference (PyTorch, scikit-learn) within
-    tolerance; nothing is written. A :class:`~pixsearch.db.errors.ModelBundleError`, so the CLI
+    tolerance; nothing is written. A :class:`~pixsearch.indexer.errors.ModelBundleError`, so the CLI
     exits with the bundle's code."""
 
 

@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from pixsearch.db.errors import PixsearchError
+from pixsearch.search.commands import RESEARCH_PANEL
 
 
 def train_policy(
@@ -71,24 +71,20 @@ def train_policy(
     """
     from pixsearch.exporter.workflow_cli import require_train_extra
 
-    try:
-        require_train_extra("sklearn", "onnx")
-        from pixsearch.exporter.child_classifier import run_train_policy
+    require_train_extra("sklearn", "onnx")
+    from pixsearch.exporter.child_classifier import run_train_policy
 
-        report = run_train_policy(
-            data,
-            bundle_dir=bundle,
-            out_dir=out,
-            target_recall=recall,
-            seed=seed,
-            cache_dir=cache_dir,
-            write_bundle=write_bundle,
-            person_recall=person_recall if person_gate else None,
-            log=lambda line: typer.echo(line, err=True),
-        )
-    except PixsearchError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=error.exit_code) from error
+    report = run_train_policy(
+        data,
+        bundle_dir=bundle,
+        out_dir=out,
+        target_recall=recall,
+        seed=seed,
+        cache_dir=cache_dir,
+        write_bundle=write_bundle,
+        person_recall=person_recall if person_gate else None,
+        log=lambda line: typer.echo(line, err=True),
+    )
     c, v = report.classifier, report.classifier.validation
     typer.echo(
         f"{c.name}: threshold {c.threshold:.6f}; validation ROC-AUC {v['roc_auc']:.4f}, "
@@ -108,4 +104,4 @@ def train_policy(
 
 def register(app: typer.Typer) -> None:
     """Add ``train-policy`` to the ``pixsearch`` app."""
-    app.command("train-policy")(train_policy)
+    app.command("train-policy", rich_help_panel=RESEARCH_PANEL)(train_policy)

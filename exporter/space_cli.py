@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from pixsearch.db.errors import PixsearchError
+from pixsearch.search.commands import RESEARCH_PANEL
 
 
 def train_space(
@@ -46,30 +46,27 @@ def train_space(
     ] = True,
 ) -> None:
     """Train the joint text-image space and the relevance reranker; write the model card."""
-    from pixsearch.exporter.workflow_cli import _fail, require_train_extra
+    from pixsearch.exporter.workflow_cli import require_train_extra
 
-    try:
-        require_train_extra("pandas", "sklearn", "torch", "onnx")
-        from pixsearch.exporter.joint_space import JointConfig, results_table, run_train_space
+    require_train_extra("pandas", "sklearn", "torch", "onnx")
+    from pixsearch.exporter.joint_space import JointConfig, results_table, run_train_space
 
-        config = JointConfig(seed=seed)
-        if epochs is not None:
-            config.epochs = epochs
-        result = run_train_space(
-            data,
-            out,
-            bundle_dir=bundle,
-            cache_dir=cache_dir,
-            config=config,
-            n_val=n_val,
-            seed=seed,
-            top_n=top_n,
-            install=install,
-            max_images=max_images,
-            log=lambda message: typer.echo(message, err=True),
-        )
-    except PixsearchError as error:
-        raise _fail(error) from error
+    config = JointConfig(seed=seed)
+    if epochs is not None:
+        config.epochs = epochs
+    result = run_train_space(
+        data,
+        out,
+        bundle_dir=bundle,
+        cache_dir=cache_dir,
+        config=config,
+        n_val=n_val,
+        seed=seed,
+        top_n=top_n,
+        install=install,
+        max_images=max_images,
+        log=lambda message: typer.echo(message, err=True),
+    )
     typer.echo(results_table(result.rows))
     m = result.reranker_metrics
     typer.echo(
@@ -81,4 +78,4 @@ def train_space(
 
 def register(app: typer.Typer) -> None:
     """Add the ``train-space`` command to ``app``."""
-    app.command("train-space")(train_space)
+    app.command("train-space", rich_help_panel=RESEARCH_PANEL)(train_space)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from pixsearch.db.errors import ModelBundleError
+from pixsearch.indexer.errors import ModelBundleError
 
 Predicate = Callable[[str], bool]
 

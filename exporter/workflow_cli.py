@@ -1,7 +1,9 @@
 """CLI commands of the research workflow: ``pixsearch eda`` and ``pixsearch train``.
 
 Importing this module is cheap: it imports only typer and the typed errors; pandas,
-matplotlib, scikit-learn and torch are imported inside the commands.
+matplotlib, scikit-learn and torch are imported inside the commands. The commands join the CLI
+through the ``pixsearch.commands`` entry-point group; the CLI prints their errors and picks the
+exit codes.
 
 >>> import typer
 >>> app = typer.Typer()
@@ -18,7 +20,8 @@ from typing import Annotated
 
 import typer
 
-from pixsearch.db.errors import MissingExtraError, PixsearchError
+from pixsearch.db.errors import MissingExtraError
+from pixsearch.search.commands import RESEARCH_PANEL
 
 TRAIN_EXTRA = 'pip install "pixsearch[train]"'
 
@@ -30,24 +33,16 @@ def require_train_extra(*modules: str) -> None:
         raise MissingExtraError(f"{', '.join(missing)} not installed; run: {TRAIN_EXTRA}")
 
 
-def _fail(error: PixsearchError) -> typer.Exit:
-    typer.echo(f"error: {error}", err=True)
-    return typer.Exit(code=error.exit_code)
-
-
 def eda(
     data: Annotated[Path, typer.Argument(help="data folder holding practicum/ (and flickr8k/)")],
     out: Annotated[Path, typer.Option("--out", help="folder for eda.html")] = Path("eda-report"),
     seed: Annotated[int, typer.Option(help="seed for the sample photos")] = 42,
 ) -> None:
     """Validate the customer's data and write an HTML report with plots."""
-    try:
-        require_train_extra("pandas", "matplotlib")
-        from pixsearch.exporter.workflow import run_eda
+    require_train_extra("pandas", "matplotlib")
+    from pixsearch.exporter.workflow import run_eda
 
-        path = run_eda(data, out, seed=seed)
-    except PixsearchError as error:
-        raise _fail(error) from error
+    path = run_eda(data, out, seed=seed)
     typer.echo(f"wrote {path}")
 
 
@@ -67,28 +62,25 @@ def train(
     max_images: Annotated[int | None, typer.Option(help="use a seeded subset of photos")] = None,
 ) -> None:
     """Train constant / linear / MLP relevance models and compare them on RMSE."""
-    try:
-        require_train_extra("pandas", "sklearn", "torch", "matplotlib")
-        from pixsearch.exporter.regression import results_markdown
-        from pixsearch.exporter.workflow import run_train
+    require_train_extra("pandas", "sklearn", "torch", "matplotlib")
+    from pixsearch.exporter.regression import results_markdown
+    from pixsearch.exporter.workflow import run_train
 
-        result = run_train(
-            data,
-            out,
-            seed=seed,
-            test_size=test_size,
-            cache_dir=cache_dir,
-            include_crowd_only=crowd_only,
-            max_images=max_images,
-            log=lambda message: typer.echo(message, err=True),
-        )
-    except PixsearchError as error:
-        raise _fail(error) from error
+    result = run_train(
+        data,
+        out,
+        seed=seed,
+        test_size=test_size,
+        cache_dir=cache_dir,
+        include_crowd_only=crowd_only,
+        max_images=max_images,
+        log=lambda message: typer.echo(message, err=True),
+    )
     typer.echo(results_markdown(result.results))
     typer.echo(f"wrote {result.card}")
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``eda`` and ``train`` commands to ``app``."""
-    app.command("eda")(eda)
-    app.command("train")(train)
+    app.command("eda", rich_help_panel=RESEARCH_PANEL)(eda)
+    app.command("train", rich_help_panel=RESEARCH_PANEL)(train)

@@ -42,9 +42,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pixsearch.db.errors import ImageDecodeError, InvalidInputError, MissingExtraError
+from pixsearch.db.errors import InvalidInputError, MissingExtraError
 from pixsearch.db.schema import table_info
 from pixsearch.db.store import PhotoStore
+from pixsearch.indexer.errors import ImageDecodeError
 from pixsearch.indexer.pipeline import (
     Indexer,
     IndexReport,

@@ -25,7 +25,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from pixsearch.db.errors import InvalidInputError, ModelBundleError
+from pixsearch.db.errors import InvalidInputError
+from pixsearch.indexer.errors import ModelBundleError
 
 BUNDLE_ENV = "PIXSEARCH_BUNDLE"
 """Environment variable naming a bundle folder to use instead of the packaged one."""

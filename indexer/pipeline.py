@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pixsearch.db.errors import ImageDecodeError
 from pixsearch.db.schema import photo_schema
 from pixsearch.db.store import PhotoStore
+from pixsearch.indexer.errors import ImageDecodeError
 from pixsearch.indexer.policy import caption_about_children, photo_is_restricted
 from pixsearch.indexer.preprocess import DecodedPhoto, load_photo
 from pixsearch.indexer.scan import FileEntry, scan_photos

@@ -23,7 +23,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pixsearch.db.errors import ImageDecodeError
+from pixsearch.indexer.errors import ImageDecodeError
 
 IMAGE_SIZE = 224
 PIXEL_MEAN = 127.0

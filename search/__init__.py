@@ -18,10 +18,10 @@ _EXPORTS = {
     "BundleMismatchError": "pixsearch.db.errors",
     "DatabaseError": "pixsearch.db.errors",
     "DatabaseLockedError": "pixsearch.db.errors",
-    "ImageDecodeError": "pixsearch.db.errors",
+    "ImageDecodeError": "pixsearch.indexer.errors",
     "InvalidInputError": "pixsearch.db.errors",
     "MissingExtraError": "pixsearch.db.errors",
-    "ModelBundleError": "pixsearch.db.errors",
+    "ModelBundleError": "pixsearch.indexer.errors",
     "PixsearchError": "pixsearch.db.errors",
     "SchemaVersionError": "pixsearch.db.errors",
     "FILTER_FIELDS": "pixsearch.db.filters",
@@ -75,14 +75,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         BundleMismatchError,
         DatabaseError,
         DatabaseLockedError,
-        ImageDecodeError,
         InvalidInputError,
         MissingExtraError,
-        ModelBundleError,
         PixsearchError,
         SchemaVersionError,
     )
     from pixsearch.db.filters import FILTER_FIELDS, Filter, parse_filter
+    from pixsearch.indexer.errors import ImageDecodeError, ModelBundleError
     from pixsearch.indexer.pipeline import IndexReport
     from pixsearch.search.engine import ImageSearch, clean_query
     from pixsearch.search.results import DatabaseStats, SearchResponse, SearchResult

@@ -1,50 +1,119 @@
-"""The ``pixsearch`` command line (typer). Only this module prints and picks exit codes."""
+"""The ``pixsearch`` command line (typer): a thin layer over :class:`ImageSearch`.
+
+Only the CLI prints and picks exit codes: errors are caught once, in :class:`PixsearchGroup`,
+and mapped by the table in :mod:`pixsearch.search.exit_codes`. Commands defined elsewhere
+(``serve``, the exporter's research commands) join through the ``pixsearch.commands``
+entry-point group (:mod:`pixsearch.search.commands`), so this module never names them.
+Output rules (escaped names on terminals, exact bytes in pipes, progress) live in
+:mod:`pixsearch.search.cli_output`.
+"""
 
 from __future__ import annotations
 
-import importlib
-import json
+import logging
 import sys
+import traceback
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from pixsearch.db.errors import PixsearchError
+from pixsearch.search import exit_codes
+from pixsearch.search.cli_output import Progress, dumps_json, emit
+from pixsearch.search.commands import load_commands
 
-EXIT_BLOCKED = 10
+EXIT_BLOCKED = exit_codes.BLOCKED
 """Exit code of a search whose query the content policy blocked (the disclaimer is printed)."""
+
+_USER_PANEL = "Commands"
+
+
+class PixsearchGroup(TyperGroup):
+    """The top-level command group: one place that turns errors into messages and exit codes,
+    and a help page that lists a user's commands before the research ones."""
+
+    def invoke(self, ctx: Any) -> Any:
+        _quiet_library_warnings()
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except PixsearchError as error:
+            emit(f"error: {error}", err=True, color="red")
+            raise typer.Exit(exit_codes.exit_code_for(error)) from error
+        except KeyboardInterrupt as error:
+            emit("interrupted", err=True)
+            raise typer.Exit(exit_codes.INTERRUPTED) from error
+        except Exception as error:  # a bug: say so once, with the traceback to report
+            traceback.print_exc()
+            emit(
+                f"error: unexpected {type(error).__name__} (a bug in pixsearch: please report "
+                "it with the traceback above)",
+                err=True,
+                color="red",
+            )
+            raise typer.Exit(exit_codes.exit_code_for(error)) from error
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {_USER_PANEL: []}
+        commands = [(name, self.get_command(ctx, name)) for name in self.list_commands(ctx)]
+        commands = [(name, cmd) for name, cmd in commands if cmd is not None and not cmd.hidden]
+        if not commands:
+            return
+        limit = formatter.width - 6 - max(len(name) for name, _ in commands)
+        for name, cmd in commands:
+            panel = getattr(cmd, "rich_help_panel", None) or _USER_PANEL
+            sections.setdefault(panel, []).append((name, cmd.get_short_help_str(limit)))
+        for panel, rows in sections.items():
+            if rows:
+                with formatter.section(panel):
+                    formatter.write_dl(rows)
+
+
+def _quiet_library_warnings() -> None:
+    """Problems are reported once, by the CLI: the library's log records do not fall through to
+    Python's last-resort stderr handler (a configured root logger still gets them), and Pillow's
+    warning about very large photos (which are indexed normally) is not shown."""
+    logger = logging.getLogger("pixsearch")
+    if not any(isinstance(handler, logging.NullHandler) for handler in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+    warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
+
 
 app = typer.Typer(
     name="pixsearch",
+    cls=PixsearchGroup,
     help=(
         "Search your photos in plain words, offline.\n\n"
-        "Examples:\n\n"
-        "  pixsearch index ~/Pictures\n\n"
-        '  pixsearch search "a dog catches a frisbee" -k 5\n\n'
+        "\b\nExamples:\n"
+        "  pixsearch index ~/Pictures\n"
+        '  pixsearch search "a dog catches a frisbee" -k 5\n'
         '  pixsearch search "a red car" --where "width>=1000" --json'
     ),
+    epilog="\b\n" + exit_codes.help_text(),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: rich markup would eat "[default: ...]" and "pixsearch[serve]".
+    rich_markup_mode=None,
 )
 
 DbOption = Annotated[
     str | None,
     typer.Option(
         "--db",
+        metavar="PATH",
         help="Database folder or URI [default: $PIXSEARCH_DB, else ~/.local/share/pixsearch/db].",
         show_default=False,
     ),
 ]
 WaitOption = Annotated[
-    float, typer.Option("--wait", help="Seconds to wait for another writer to finish.")
+    float,
+    typer.Option("--wait", metavar="SECONDS", help="Seconds to wait for another writer to finish."),
 ]
-
-
-def _fail(error: PixsearchError) -> typer.Exit:
-    typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
-    return typer.Exit(error.exit_code)
 
 
 def _engine(db: str | None, policy: str | None = None) -> Any:
@@ -53,48 +122,47 @@ def _engine(db: str | None, policy: str | None = None) -> Any:
     return ImageSearch(db, policy=policy)
 
 
-class _Progress:
-    """A progress bar on stderr (silent when stderr is not a terminal or --quiet)."""
-
-    def __init__(self, label: str, enabled: bool):
-        self.label = label
-        self.enabled = enabled and sys.stderr.isatty()
-        self._bar: Any = None
-        self._task: Any = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if self._bar is None:
-            from rich.progress import Progress
-
-            self._bar = Progress(transient=True)
-            self._bar.start()
-            self._task = self._bar.add_task(self.label, total=total)
-        self._bar.update(self._task, completed=done, total=total)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-
 def _print_report(report: Any, as_json: bool, verbose: bool) -> None:
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+        emit(dumps_json(report.to_dict()))
         return
-    typer.echo(report.summary())
+    emit(report.summary())
     for path, reason in report.failed:
-        typer.echo(f"  failed  {path}: {reason}", err=True)
+        emit(f"  failed  {path}: {reason}", err=True)
     if verbose:
         for path, reason in report.skipped:
-            typer.echo(f"  skipped {path}: {reason}", err=True)
+            emit(f"  skipped {path}: {reason}", err=True)
     elif report.skipped:
-        typer.echo(f"  ({len(report.skipped)} skipped; --verbose lists them)", err=True)
+        emit(f"  ({len(report.skipped)} skipped; --verbose lists them)", err=True)
+
+
+def _finish_report(report: Any, as_json: bool, verbose: bool) -> None:
+    _print_report(report, as_json, verbose)
+    if report.failed:
+        raise typer.Exit(exit_codes.NOTHING_FOUND)
+
+
+def _interrupted(progress: Progress, saved: str) -> typer.Exit:
+    progress.close()
+    where = f" after {progress.done}/{progress.total} photos" if progress.total else ""
+    emit(
+        f"interrupted{where}: {saved}; run the same command again to resume "
+        "(what is saved is not redone)",
+        err=True,
+    )
+    return typer.Exit(exit_codes.INTERRUPTED)
+
+
+def _saved_photos(engine: Any) -> str:
+    try:
+        return f"the database holds {engine.store.count()} photos, every photo committed so far"
+    except Exception:  # the table may not exist yet; the message must still come out
+        return "photos committed before the interrupt are saved"
 
 
 @app.command()
 def index(
-    path: Annotated[Path, typer.Argument(help="Folder (or photo file) to index.")],
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="Folder (or photo file) to index.")],
     db: DbOption = None,
     include_hidden: Annotated[
         bool, typer.Option("--include-hidden", help="Also index hidden files and folders.")
@@ -104,32 +172,39 @@ def index(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List skipped files.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     wait: WaitOption = 0.0,
 ) -> None:
     """Index the photos under PATH (incremental: unchanged files are skipped).
 
+    Progress (photos done/total, photos/s, time left) goes to stderr. Ctrl-C keeps what was
+    committed; the same command resumes. Exit 1 when some photos could not be read.
+
     Example: pixsearch index ~/Pictures --db ~/photos.db
     """
-    progress = _Progress("indexing", not quiet and not as_json)
+    progress = Progress("indexing", enabled=not quiet and not as_json)
+    progress.start(f"scanning {path}")
+    engine = _engine(db)
     try:
-        report = _engine(db).index(
+        report = engine.index(
             path,
             remove_missing=not keep_missing,
             include_hidden=include_hidden,
             progress=progress,
             wait_seconds=wait,
         )
-    except PixsearchError as error:
-        raise _fail(error) from error
+    except KeyboardInterrupt as error:
+        raise _interrupted(progress, _saved_photos(engine)) from error
     finally:
         progress.close()
-    _print_report(report, as_json, verbose)
+    _finish_report(report, as_json, verbose)
 
 
 @app.command()
 def search(
-    text: Annotated[str, typer.Argument(help="What the photo shows, in plain words.")],
+    text: Annotated[
+        str, typer.Argument(metavar="TEXT", help="What the photo shows, in plain words.")
+    ],
     db: DbOption = None,
     k: Annotated[int, typer.Option("-k", "--k", help="How many results.", min=1)] = 10,
     where: Annotated[
@@ -137,7 +212,8 @@ def search(
         typer.Option(
             "--where",
             "-w",
-            help="Filter FIELD OP VALUE, repeatable (AND): e.g. 'width>=1000', 'format=PNG', "
+            metavar="FILTER",
+            help="Filter FIELD OP VALUE, repeatable (AND): e.g. 'width>=1000', 'format=jpeg', "
             "'path~holiday' (~ = contains). Fields: path format caption content_hash width "
             "height size mtime_ns child_score restricted.",
         ),
@@ -146,20 +222,36 @@ def search(
         str | None,
         typer.Option(
             "--policy",
+            metavar="PROFILE",
             help="Content-policy profile: strict or none [default: the database's, else strict].",
             show_default=False,
         ),
     ] = None,
     min_score: Annotated[
-        float | None, typer.Option("--min-score", help="Drop results scoring below this.")
+        float | None,
+        typer.Option(
+            "--min-score",
+            metavar="SCORE",
+            help="Drop results scoring below this (the score is an estimated chance, 0-1, that "
+            "a judge calls the photo relevant).",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     paths_only: Annotated[
-        bool, typer.Option("--paths-only", help="Print only the paths, one per line.")
+        bool,
+        typer.Option("--paths-only", help="Print only the paths, one per line, exactly."),
+    ] = False,
+    null: Annotated[
+        bool,
+        typer.Option(
+            "--null", "-0", help="Print only the paths, each ended by a NUL byte (xargs -0)."
+        ),
     ] = False,
     html: Annotated[
         Path | None,
-        typer.Option("--html", help="Also write a self-contained HTML gallery to this file."),
+        typer.Option(
+            "--html", metavar="FILE", help="Also write a self-contained HTML gallery to FILE."
+        ),
     ] = None,
     open_page: Annotated[
         bool, typer.Option("--open", help="Open the HTML gallery in the default browser.")
@@ -167,37 +259,49 @@ def search(
 ) -> None:
     """Find the photos that best match TEXT, best first.
 
+    Exit 1 when no photo matches, 10 when the content policy blocks the query.
+
     Example: pixsearch search "a dog leaps to catch a frisbee" -k 5 --html dogs.html --open
     """
-    try:
-        response = _engine(db, policy).search(
-            text, k=k, filters=where or [], policy=policy, min_score=min_score
-        )
-        if html is not None or open_page:
-            from pixsearch.search.gallery import open_in_browser, save_gallery, temporary_page
-
-            page = save_gallery(response, html or temporary_page())
-            typer.echo(f"gallery: {page}", err=True)
-            if open_page:
-                open_in_browser(page)
-    except PixsearchError as error:
-        raise _fail(error) from error
+    response = _engine(db, policy).search(
+        text, k=k, filters=where or [], policy=policy, min_score=min_score
+    )
+    if html is not None or open_page:
+        _gallery(response, html, open_page)
     for warning in response.warnings:
-        typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
+        emit(f"warning: {warning}", err=True, color="yellow")
     if as_json:
-        typer.echo(json.dumps(response.to_dict(), ensure_ascii=False))
+        emit(dumps_json(response.to_dict()))
     elif response.blocked:
-        typer.secho(response.message, err=True, fg=typer.colors.YELLOW)
-    elif paths_only:
+        emit(response.message, err=True, color="yellow")
+    elif paths_only or null:
         for result in response.results:
-            typer.echo(result.path)
+            emit(result.path, end="\0" if null else "\n")
     elif not response.results:
-        typer.echo("no photos match", err=True)
+        emit("no photos match", err=True)
     else:
         for rank, result in enumerate(response.results, start=1):
-            typer.echo(f"{rank:>3}  {result.score:6.3f}  {result.path}")
+            emit(f"{rank:>3}  {result.score:6.3f}  {result.path}")
     if response.blocked:
-        raise typer.Exit(EXIT_BLOCKED)
+        raise typer.Exit(exit_codes.BLOCKED)
+    if not response.results:
+        raise typer.Exit(exit_codes.NOTHING_FOUND)
+
+
+def _gallery(response: Any, html: Path | None, open_page: bool) -> None:
+    import webbrowser
+
+    from pixsearch.search.gallery import save_gallery, temporary_page
+
+    page = save_gallery(response, html or temporary_page())
+    emit(f"gallery: {page}", err=True)
+    if open_page and not webbrowser.open(page.as_uri()):
+        emit(
+            f"no web browser could be started here; the gallery is at {page} "
+            "(copy it to a machine with a browser, or open it there)",
+            err=True,
+            color="yellow",
+        )
 
 
 @app.command()
@@ -206,21 +310,19 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Show what a database holds and which model bundle made its vectors."""
-    try:
-        stats = _engine(db).stats()
-    except PixsearchError as error:
-        raise _fail(error) from error
+    stats = _engine(db).stats()
     if as_json:
-        typer.echo(json.dumps(stats.to_dict(), ensure_ascii=False))
+        emit(dumps_json(stats.to_dict()))
         return
     for key, value in stats.to_dict().items():
-        typer.echo(f"{key:>15}: {value}")
+        emit(f"{key:>15}: {value}")
 
 
 @app.command("policy")
 def policy_default(
     profile: Annotated[
-        str | None, typer.Argument(help="Make this profile (strict or none) the default.")
+        str | None,
+        typer.Argument(metavar="PROFILE", help="Make this profile (strict or none) the default."),
     ] = None,
     db: DbOption = None,
 ) -> None:
@@ -228,69 +330,64 @@ def policy_default(
 
     Example: pixsearch policy strict --db ~/photos.db
     """
-    try:
-        engine = _engine(db)
-        name = engine.set_default_policy(profile) if profile else engine.default_policy
-    except PixsearchError as error:
-        raise _fail(error) from error
-    typer.echo(f"default policy of {engine.uri}: {name}")
+    engine = _engine(db)
+    name = engine.set_default_policy(profile) if profile else engine.default_policy
+    emit(f"default policy of {engine.uri}: {name}")
 
 
 @app.command()
 def reindex(
     path: Annotated[
         str | None,
-        typer.Argument(help="(Re)index the photos under this folder or s3:// prefix."),
+        typer.Argument(
+            metavar="PATH", help="(Re)index the photos under this folder or s3:// prefix."
+        ),
     ] = None,
     db: DbOption = None,
     engine: Annotated[
         str,
         typer.Option(
             "--engine",
+            metavar="ENGINE",
             help="Where photos are encoded: local (this process) or ray (Ray Data workers; "
             'pip install "pixsearch[ray]", RAY_ADDRESS joins a cluster).',
         ),
     ] = "local",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     wait: WaitOption = 0.0,
 ) -> None:
     """Re-encode the database with the installed model bundle (after an upgrade), as a batch job.
 
     With PATH the photos under it are (re)indexed, else those already in the database. A new
     bundle is built in a staging table and replaces the old one when the job completes; an
-    interrupted job resumes. Example: pixsearch reindex s3://bucket/photos/ --db s3://bucket/db
-    --engine ray
+    interrupted job resumes. Exit 1 when some photos could not be read.
+
+    Example: pixsearch reindex s3://bucket/photos/ --db s3://bucket/db --engine ray
     """
-    import time
-
-    shown = [0.0]
-
-    def status(state: Any) -> None:
-        if quiet or as_json:
-            return
-        if state.done >= state.total or time.monotonic() - shown[0] >= 2.0:
-            shown[0] = time.monotonic()
-            typer.echo(state.line(), err=True)
-
+    progress = Progress(f"reindex [{engine}]", enabled=not quiet and not as_json)
+    progress.start("listing photos")
+    search_engine = _engine(db)
     try:
-        report = _engine(db).reindex(path, engine=engine, status=status, wait_seconds=wait)
-    except PixsearchError as error:
-        raise _fail(error) from error
-    _print_report(report, as_json, verbose=False)
+        report = search_engine.reindex(path, engine=engine, progress=progress, wait_seconds=wait)
+    except KeyboardInterrupt as error:
+        saved = "every photo encoded so far is saved (in the job's staging table)"
+        raise _interrupted(progress, saved) from error
+    finally:
+        progress.close()
+    _finish_report(report, as_json, verbose=False)
 
 
 @app.command()
 def remove(
-    paths: Annotated[list[Path], typer.Argument(help="Photos or folders to forget.")],
+    paths: Annotated[
+        list[Path], typer.Argument(metavar="PATH", help="Photos or folders to forget.")
+    ],
     db: DbOption = None,
 ) -> None:
     """Remove photos (or everything under folders) from the database; files are untouched."""
-    try:
-        removed = _engine(db).remove(paths)
-    except PixsearchError as error:
-        raise _fail(error) from error
-    typer.echo(f"removed {removed} photos")
+    removed = _engine(db).remove(paths)
+    emit(f"removed {removed} photos")
 
 
 @app.command()
@@ -298,7 +395,9 @@ def demo(
     db: Annotated[
         str | None,
         typer.Option(
-            "--db", help="Database for the demo [default: ~/.local/share/pixsearch/demo/db]."
+            "--db",
+            metavar="PATH",
+            help="Database for the demo [default: ~/.local/share/pixsearch/demo/db].",
         ),
     ] = None,
 ) -> None:
@@ -306,51 +405,35 @@ def demo(
     from pixsearch.search.demo import DEMO_QUERIES, prepare_demo_photos
     from pixsearch.search.locations import data_home
 
-    try:
-        photos = prepare_demo_photos(data_home() / "demo" / "photos")
-        # The demo shows ranking, so it searches without the content policy; the line at the
-        # end says what the default `strict` profile would hide of these photos.
-        engine = _engine(db or str(data_home() / "demo" / "db"), "none")
-        report = engine.index(photos)
-        typer.echo(f"indexed {photos}: {report.summary()}")
-        typer.echo(f"database: {engine.uri}\n")
-        for query, _expected in DEMO_QUERIES:
-            response = engine.search(query, k=3)
-            typer.echo(f'pixsearch search "{query}" --policy none')
-            for rank, result in enumerate(response.results, start=1):
-                typer.echo(f"  {rank}. {result.score:6.3f}  {Path(result.path).name}")
-        hidden = engine.store.count("restricted = true")
-        typer.echo(
-            f"\nUnder the default policy `strict`, {hidden} of these {engine.store.count()} "
-            "photos would be hidden: the child-photo classifier is tuned for 95% recall and "
-            "flags many photos without children (docs/policy.md). Set a database's default "
-            "with `pixsearch policy strict|none`."
-        )
-        typer.echo('Try your own: pixsearch index ~/Pictures && pixsearch search "a red car"')
-    except PixsearchError as error:
-        raise _fail(error) from error
+    photos = prepare_demo_photos(data_home() / "demo" / "photos")
+    # The demo shows ranking, so it searches without the content policy; the line at the
+    # end says what the default `strict` profile would hide of these photos.
+    engine = _engine(db or str(data_home() / "demo" / "db"), "none")
+    report = engine.index(photos)
+    emit(f"indexed {photos}: {report.summary()}")
+    emit(f"database: {engine.uri}\n")
+    for query, _expected in DEMO_QUERIES:
+        response = engine.search(query, k=3)
+        emit(f'pixsearch search "{query}" --policy none')
+        for rank, result in enumerate(response.results, start=1):
+            emit(f"  {rank}. {result.score:6.3f}  {Path(result.path).name}")
+    hidden = engine.store.count("restricted = true")
+    emit(
+        f"\nUnder the default policy `strict`, {hidden} of these {engine.store.count()} "
+        "photos would be hidden: the child-photo classifier is tuned for 95% recall and "
+        "flags many photos without children (docs/policy.md). Set a database's default "
+        "with `pixsearch policy strict|none`."
+    )
+    emit('Try your own: pixsearch index ~/Pictures && pixsearch search "a red car"')
 
 
-_COMMAND_MODULES = (
-    "pixsearch.exporter.export_cli",
-    "pixsearch.exporter.workflow_cli",
-    "pixsearch.exporter.policy_cli",
-    "pixsearch.exporter.space_cli",
-    "pixsearch.exporter.eval_cli",
-    "pixsearch.search.serve_cli",
-)
-"""Modules that add commands with ``register(app)``; they import torch only when run."""
-
-for _module_name in _COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(_module_name)
-    except ModuleNotFoundError as _error:
-        if _error.name != _module_name:
-            raise
-    else:
-        _module.register(app)
+for _problem in load_commands(app):
+    print(f"warning: a pixsearch command could not be loaded: {_problem}", file=sys.stderr)
 
 
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+__all__ = ["EXIT_BLOCKED", "PixsearchGroup", "app", "main"]

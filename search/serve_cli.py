@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from pixsearch.db.errors import MissingExtraError, PixsearchError
+from pixsearch.db.errors import MissingExtraError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -39,6 +39,7 @@ def serve(
         str | None,
         typer.Option(
             "--db",
+            metavar="PATH",
             help="Database folder or URI [default: $PIXSEARCH_DB, else "
             "~/.local/share/pixsearch/db].",
             show_default=False,
@@ -65,26 +66,22 @@ def serve(
     Example: pixsearch serve --db ~/photos.db --port 8765
     """
     try:
-        try:
-            import uvicorn
+        import uvicorn
 
-            from pixsearch.search.serve import LOOPBACK_HOSTS, create_app
-        except ImportError as error:
-            raise MissingExtraError(
-                f'pixsearch serve needs {error.name or "fastapi"}: pip install "pixsearch[serve]"'
-            ) from error
-        from pixsearch.search.engine import ImageSearch
+        from pixsearch.search.serve import LOOPBACK_HOSTS, create_app
+    except ImportError as error:
+        raise MissingExtraError(
+            f'pixsearch serve needs {error.name or "fastapi"}: pip install "pixsearch[serve]"'
+        ) from error
+    from pixsearch.search.engine import ImageSearch
 
-        engine = ImageSearch(db, policy=policy)
-        local = is_loopback(host)
-        app = create_app(
-            engine,
-            policies=[engine.default_policy] if lock_policy else None,
-            allowed_hosts=[host, *LOOPBACK_HOSTS] if local and ":" not in host else None,
-        )
-    except PixsearchError as error:
-        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(error.exit_code) from error
+    engine = ImageSearch(db, policy=policy)
+    local = is_loopback(host)
+    app = create_app(
+        engine,
+        policies=[engine.default_policy] if lock_policy else None,
+        allowed_hosts=[host, *LOOPBACK_HOSTS] if local and ":" not in host else None,
+    )
     if not local:
         typer.secho(
             f"warning: listening on {host}: anyone who can reach this machine can search and "

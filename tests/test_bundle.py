@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pixsearch.db.errors import InvalidInputError, ModelBundleError
+from pixsearch.db.errors import InvalidInputError
 from pixsearch.indexer import preprocess
+from pixsearch.indexer.errors import ModelBundleError
 from pixsearch.indexer.models import (
     MAX_FILE_BYTES,
     EmbeddingSpace,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pixsearch.db.errors import ModelBundleError
 from pixsearch.exporter.bundle_update import add_to_bundle, bundle_id
+from pixsearch.indexer.errors import ModelBundleError
 from pixsearch.indexer.models import MAX_FILE_BYTES
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pixsearch.db.errors import InvalidInputError, ModelBundleError
+from pixsearch.db.errors import InvalidInputError
+from pixsearch.indexer.errors import ModelBundleError
 from pixsearch.indexer.models import ChildClassifier, ModelBundle
 
 BUNDLE_DIR = Path(__file__).resolve().parents[1] / "indexer" / "bundle"

@@ -190,8 +190,8 @@ def test_export_text_encoder_only_replaces_it_and_keeps_what_was_trained(
 
 
 def test_export_text_encoder_only_needs_an_existing_bundle(tmp_path: Path) -> None:
-    from pixsearch.db.errors import ModelBundleError
     from pixsearch.exporter.export_bundle import replace_text_encoder
+    from pixsearch.indexer.errors import ModelBundleError
 
     with pytest.raises(ModelBundleError, match="pixsearch export"):
         replace_text_encoder(tmp_path)

@@ -18,6 +18,7 @@ from pixsearch.indexer.policy import (
     default_disclaimer,
     get_profile,
 )
+from pixsearch.search.exit_codes import exit_code_for
 
 
 @pytest.fixture(autouse=True)
@@ -70,7 +71,7 @@ def test_unknown_profile_lists_valid_names(name: str) -> None:
     assert repr(name) in message
     for valid in PROFILES:
         assert valid in message
-    assert caught.value.exit_code == 2
+    assert exit_code_for(caught.value) == 2
 
 
 def test_custom_disclaimer() -> None:

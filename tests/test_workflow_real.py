@@ -37,9 +37,9 @@ def test_real_legal_filter_uses_the_policy(shared_data: Path) -> None:
 @pytest.mark.train
 def test_real_pipeline_on_a_subset(shared_data: Path, tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    from pixsearch.db.errors import ModelBundleError
     from pixsearch.exporter.regression import MLPConfig
     from pixsearch.exporter.workflow import run_train
+    from pixsearch.indexer.errors import ModelBundleError
     from pixsearch.indexer.models import ModelBundle
 
     try:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pixsearch.db.errors import ImageDecodeError, InvalidInputError, MissingExtraError
+from pixsearch.db.errors import InvalidInputError
 from pixsearch.exporter.data import (
     DataValidationError,
     ValidationReport,
@@ -22,6 +22,7 @@ from pixsearch.exporter.features import FeatureCache, image_features, text_featu
 from pixsearch.exporter.scores import expert_relevance, merge_one, merge_scores
 from pixsearch.exporter.split import grouped_split
 from pixsearch.exporter.workflow import apply_legal_filter
+from pixsearch.indexer.errors import ImageDecodeError
 
 COLORS = {
     "red.jpg": (220, 30, 30),
@@ -420,13 +421,10 @@ def test_cli_commands_registered_and_missing_torch_named(
 ) -> None:
     import importlib.util
 
-    import typer
     from typer.testing import CliRunner
 
-    from pixsearch.exporter import workflow_cli
+    from pixsearch.search.cli import app
 
-    app = typer.Typer()
-    workflow_cli.register(app)
     runner = CliRunner()
     assert "--out" in runner.invoke(app, ["train", "--help"]).output
     assert "--out" in runner.invoke(app, ["eda", "--help"]).output
@@ -438,19 +436,17 @@ def test_cli_commands_registered_and_missing_torch_named(
         lambda name, *a: None if name == "torch" else real_find_spec(name, *a),
     )
     outcome = runner.invoke(app, ["train", str(tmp_path)])
-    assert outcome.exit_code == MissingExtraError.exit_code
+    assert outcome.exit_code == 7  # MissingExtraError, in pixsearch.search.exit_codes
     assert 'pip install "pixsearch[train]"' in outcome.output
 
 
 def test_cli_eda_reports_a_data_fault_with_its_exit_code(tmp_path: Path) -> None:
-    import typer
     from typer.testing import CliRunner
 
-    from pixsearch.exporter import workflow_cli
+    from pixsearch.search.cli import app
+    from pixsearch.search.exit_codes import exit_code_for
 
     root = write_practicum(tmp_path / "d", extra_expert=["red.jpg\tred.jpg#0"])
-    app = typer.Typer()
-    workflow_cli.register(app)
     outcome = CliRunner().invoke(app, ["eda", str(root), "--out", str(tmp_path / "o")])
-    assert outcome.exit_code == DataValidationError.exit_code
+    assert outcome.exit_code == exit_code_for(DataValidationError("x")) == 2
     assert "wrong_column_count" in outcome.output
