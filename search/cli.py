@@ -232,8 +232,9 @@ def search(
         typer.Option(
             "--min-score",
             metavar="SCORE",
-            help="Drop results scoring below this (the score is an estimated chance, 0-1, that "
-            "a judge calls the photo relevant).",
+            help="Drop results scoring below this. The score (0-1) estimates how relevant a "
+            "judge would rate the photo; it ranks within a collection and is no yes/no line "
+            "(README, Ranking quality).",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
