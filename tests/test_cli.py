@@ -135,27 +135,6 @@ def test_help_is_cheap() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-def test_the_runtime_never_names_the_exporter() -> None:
-    """Commands arrive through the entry-point group: no runtime module imports or names
-    ``pixsearch.exporter`` (the layer above), not even as a string for importlib."""
-    import ast
-
-    root = Path(__file__).resolve().parents[1]
-    for folder in ("db", "indexer", "search"):
-        for path in (root / folder).rglob("*.py"):
-            tree = ast.parse(path.read_text("utf-8"))
-            for node in ast.walk(tree):
-                names = []
-                if isinstance(node, ast.ImportFrom):
-                    names = [node.module or ""]
-                elif isinstance(node, ast.Import):
-                    names = [alias.name for alias in node.names]
-                elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-                    names = re.findall(r"^pixsearch\.exporter\b\S*$", node.value)
-                bad = [n for n in names if n.startswith("pixsearch.exporter")]
-                assert not bad, f"{path.relative_to(root)}:{node.lineno} names {bad}"
-
-
 # -- search ----------------------------------------------------------------------------------
 def test_search_prints_ranked_paths(indexed) -> None:
     _, db = indexed

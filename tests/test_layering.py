@@ -23,10 +23,6 @@ TRAINING_ONLY = ("torch", "torchvision", "transformers", "optimum", "sklearn", "
 """Third-party packages only the exporter may import (the ``train`` extra)."""
 _MODULE_NAME = re.compile(r"pixsearch(\.\w+)+")
 
-KNOWN_VIOLATIONS = {("pixsearch.search.cli", "pixsearch.exporter")}
-"""``search/cli.py`` loads the exporter's ``*_cli`` modules by name (issue #16: an entry-point
-registry replaces it). Reported by the strict xfail below until that lands; drop it then."""
-
 
 @dataclass(frozen=True)
 class Import:
@@ -156,13 +152,6 @@ def upward(imports: list[Import]) -> list[Import]:
     return bad
 
 
-def _known(imp: Import) -> bool:
-    return any(
-        imp.module == module and (imp.target + ".").startswith(prefix + ".")
-        for module, prefix in KNOWN_VIOLATIONS
-    )
-
-
 @pytest.fixture(scope="module")
 def imports() -> list[Import]:
     found = all_imports()
@@ -179,18 +168,8 @@ def test_the_walk_sees_function_level_and_string_imports(imports: list[Import]) 
 
 
 def test_lower_layers_never_import_higher_ones(imports: list[Import]) -> None:
-    bad = [str(i) for i in upward(imports) if not _known(i)]
+    bad = [str(i) for i in upward(imports)]
     assert not bad, "a lower layer imports a higher one:\n" + "\n".join(bad)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="search/cli.py loads pixsearch.exporter.*_cli by name until the command registry "
-    "of issue #16 lands; when this passes, drop KNOWN_VIOLATIONS and this mark",
-)
-def test_search_cli_does_not_name_the_exporter(imports: list[Import]) -> None:
-    known = [str(i) for i in upward(imports) if _known(i)]
-    assert not known, "\n".join(known)
 
 
 @pytest.mark.parametrize("layer", RUNTIME)
