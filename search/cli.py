@@ -47,6 +47,9 @@ class PixsearchGroup(TyperGroup):
         except KeyboardInterrupt as error:
             emit("interrupted", err=True)
             raise typer.Exit(exit_codes.INTERRUPTED) from error
+        except OSError as error:  # the environment refused (a file, a disk): no traceback
+            emit(f"error: {error}", err=True, color="red")
+            raise typer.Exit(exit_codes.exit_code_for(error)) from error
         except Exception as error:  # a bug: say so once, with the traceback to report
             traceback.print_exc()
             emit(

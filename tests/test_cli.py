@@ -47,7 +47,7 @@ TESTED = {
     "eda": ["test_workflow_steps.py::test_cli_eda_reports_a_data_fault_with_its_exit_code"],
     "train": ["test_workflow_steps.py::test_cli_commands_registered_and_missing_torch_named"],
     "export": ["test_export_without_the_train_extra_exits_7"],
-    "train-space": ["test_joint_space.py"],
+    "train-space": ["test_train_space_on_a_folder_without_data_exits_2"],
     "train-policy": ["test_child_classifier.py::test_cli_reports_missing_data"],
     "eval": ["test_eval.py"],
 }
@@ -445,6 +445,12 @@ def test_export_without_the_train_extra_exits_7(monkeypatch) -> None:
     result = runner.invoke(app, ["export", "--out", "/nonexistent"])
     assert result.exit_code == 7, result.output
     assert 'pip install "pixsearch[train]"' in result.stderr and "Traceback" not in result.output
+
+
+def test_train_space_on_a_folder_without_data_exits_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train-space", str(tmp_path), "--no-install"])
+    assert result.exit_code == 2, result.output
+    assert "flickr8k/manifest.csv" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_bug_is_reported_once_with_exit_9(monkeypatch, tmp_path: Path) -> None:

@@ -283,7 +283,7 @@ def test_unreadable_file_is_reported_by_the_cli(tmp_path: Path) -> None:
         check=False,
         env=ENV,
     )
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 1, done.stderr[-2000:]  # 1: some photos failed (README)
     payload = json.loads(done.stdout)
     assert payload["added"] == 1
     assert [f["path"] for f in payload["failed"]] == [str(secret)]
