@@ -34,8 +34,14 @@ def load_commands(app: Any) -> list[str]:
     """Call every registered ``register(app)``; returns the entries that failed to load."""
     from importlib.metadata import entry_points
 
+    entries = entry_points(group=ENTRY_POINT_GROUP)
+    if not entries:  # pixsearch itself declares some: the installed metadata is stale
+        return [
+            f"no {ENTRY_POINT_GROUP!r} entry points are installed (serve, export, ...): "
+            "reinstall pixsearch (pip install -e .)"
+        ]
     problems = []
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
+    for entry in entries:
         try:
             register = entry.load()
             register(app)

@@ -121,6 +121,22 @@ def test_readme_lists_the_exit_codes_of_the_table() -> None:
         assert re.search(rf"^\| {code} \| {re.escape(meaning)} \|$", section, re.M), code
 
 
+def test_stale_metadata_and_a_broken_plugin_are_reported_not_fatal(monkeypatch) -> None:
+    import importlib.metadata as md
+
+    from pixsearch.search.commands import ENTRY_POINT_GROUP, load_commands
+
+    monkeypatch.setattr(md, "entry_points", lambda group: md.EntryPoints([]))
+    assert "pip install -e ." in load_commands(typer.Typer())[0]
+    broken = md.EntryPoint("broken", "pixsearch.search.no_such_module:register", ENTRY_POINT_GROUP)
+    good = md.EntryPoint("serve", "pixsearch.search.serve_cli:register", ENTRY_POINT_GROUP)
+    monkeypatch.setattr(md, "entry_points", lambda group: md.EntryPoints([broken, good]))
+    app_ = typer.Typer()
+    problems = load_commands(app_)
+    assert len(problems) == 1 and problems[0].startswith("broken = ")
+    assert [c.name for c in app_.registered_commands] == ["serve"]
+
+
 def test_help_is_cheap() -> None:
     """Listing the commands imports neither torch nor LanceDB nor the exporter's modules'
     dependencies (the entry points load only typer modules)."""
