@@ -150,17 +150,24 @@ def _interrupted(progress: Progress, saved: str) -> typer.Exit:
     where = f" after {progress.done}/{progress.total} photos" if progress.total else ""
     emit(
         f"interrupted{where}: {saved}; run the same command again to resume "
-        "(what is saved is not redone)",
+        "(saved photos are skipped)",
         err=True,
     )
     return typer.Exit(exit_codes.INTERRUPTED)
 
 
-def _saved_photos(engine: Any) -> str:
+def _photo_count(engine: Any) -> int | None:
     try:
-        return f"the database holds {engine.store.count()} photos, every photo committed so far"
-    except Exception:  # the table may not exist yet; the message must still come out
+        return engine.store.count()
+    except Exception:  # no table yet (a first run), or it cannot be read: say nothing wrong
+        return None
+
+
+def _saved_photos(engine: Any, before: int) -> str:
+    after = _photo_count(engine)
+    if after is None:
         return "photos committed before the interrupt are saved"
+    return f"{after - before} new photos saved, the database holds {after} (committed in batches)"
 
 
 @app.command()
@@ -188,6 +195,7 @@ def index(
     progress = Progress("indexing", enabled=not quiet and not as_json)
     progress.start(f"scanning {path}")
     engine = _engine(db)
+    before = _photo_count(engine)
     try:
         report = engine.index(
             path,
@@ -197,7 +205,7 @@ def index(
             wait_seconds=wait,
         )
     except KeyboardInterrupt as error:
-        raise _interrupted(progress, _saved_photos(engine)) from error
+        raise _interrupted(progress, _saved_photos(engine, before or 0)) from error
     finally:
         progress.close()
     _finish_report(report, as_json, verbose)

@@ -394,9 +394,13 @@ def test_ctrl_c_during_index_says_what_was_saved_and_the_rerun_resumes(
     _, rest = child.communicate(timeout=120)
     assert child.returncode == 130, rest
     message = rest.decode().strip().splitlines()[-1]
-    match = re.search(r"interrupted after (\d+)/1000 photos: the database holds (\d+)", message)
+    match = re.search(
+        r"interrupted after (\d+)/1000 photos: (\d+) new photos saved, the database holds (\d+)",
+        message,
+    )
     assert match and "run the same command again to resume" in message, message
-    saved = int(match.group(2))
+    saved = int(match.group(3))
+    assert int(match.group(2)) == saved  # an empty database before
     assert saved < 1000
     resumed = subprocess.run([*command, "--json"], capture_output=True, env=env, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
