@@ -137,6 +137,19 @@ def test_stale_metadata_and_a_broken_plugin_are_reported_not_fatal(monkeypatch) 
     assert [c.name for c in app_.registered_commands] == ["serve"]
 
 
+def test_errors_carry_no_exit_codes() -> None:
+    """The CLI owns the table: an ``exit_code`` attribute on an error class would be ignored."""
+    root = Path(__file__).resolve().parents[1]
+    found = [
+        f"{path.relative_to(root)}:{number}"
+        for folder in ("db", "indexer", "search", "exporter")
+        for path in (root / folder).rglob("*.py")
+        for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1)
+        if re.match(r"\s+exit_code\s*[:=]", line)
+    ]
+    assert not found, f"exit codes belong in search/exit_codes.py (_BY_ERROR): {found}"
+
+
 def test_help_is_cheap() -> None:
     """Listing the commands imports neither torch nor LanceDB nor the exporter's modules'
     dependencies (the entry points load only typer modules)."""
