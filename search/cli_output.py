@@ -161,7 +161,10 @@ class Progress:
     def line(self, done: int, total: int | None, now: float) -> str:
         """The status text for ``done`` of ``total`` at time ``now``."""
         start, done_at_start = self._first or (now, done)
-        rate = (done - done_at_start) / (now - start) if now > start else 0.0
+        elapsed, work = now - start, done - done_at_start
+        finished = bool(total) and total > 0 and done >= total
+        # no rate from the first instant: a read-ahead burst would promise far too much
+        rate = work / elapsed if elapsed >= 1.0 or (finished and elapsed > 0) else 0.0
         if not total or total <= 0:
             counts = f"{done} photos (total unknown)"
         else:
@@ -169,7 +172,7 @@ class Progress:
         parts = [counts]
         if rate > 0:
             parts.append(f"{rate:.1f} photos/s")
-        if total and total > 0:
+        if total and total > 0 and not finished:
             parts.append(f"ETA {duration((total - done) / rate)}" if rate > 0 else "ETA ?")
         return f"{self.label}: " + ", ".join(parts)
 

@@ -325,7 +325,7 @@ def test_index_progress_lines_and_quiet(tmp_path: Path) -> None:
     assert shown.exit_code == 0, shown.output
     lines = shown.stderr.splitlines()
     assert lines[0] == f"indexing: scanning {photos}"
-    assert re.fullmatch(r"indexing: 14/14 photos \(100%\), [\d.]+ photos/s, ETA 0 s", lines[-1])
+    assert re.fullmatch(r"indexing: 14/14 photos \(100%\), [\d.]+ photos/s", lines[-1])
     assert "added 14" in shown.stdout
     quiet = runner.invoke(app, ["index", str(photos), "--db", str(tmp_path / "db2"), "-q"])
     assert quiet.exit_code == 0 and quiet.stderr == ""
@@ -347,8 +347,11 @@ def test_progress_on_a_terminal_redraws_one_line() -> None:
     assert frames[1] == "indexing: scanning /photos"
     assert frames[2] == "indexing: 0/100 photos (0%), ETA ?"  # 5 came within 0.1 s: skipped
     assert frames[3] == "indexing: 50/100 photos (50%), 50.0 photos/s, ETA 1 s"
-    assert frames[4] == "indexing: 100/100 photos (100%), 50.0 photos/s, ETA 0 s"
+    assert frames[4] == "indexing: 100/100 photos (100%), 50.0 photos/s"
     assert frames[5] == ""  # cleared for the summary
+    early = Progress("indexing", stream=io.StringIO(), clock=iter([0.0]).__next__)
+    early(0, 100)  # 30 photos read ahead in half a second promise no rate yet
+    assert early.line(30, 100, 0.5) == "indexing: 30/100 photos (30%), ETA ?"
     unknown = Progress("reindex", stream=io.StringIO(), clock=iter([0.0, 4.0]).__next__)
     unknown(0, 0)
     assert unknown.line(40, 0, 4.0) == "reindex: 40 photos (total unknown), 10.0 photos/s"
