@@ -1,4 +1,8 @@
-"""The photos table in LanceDB: open/create with checks, upsert, delete, vector search.
+"""The photos table: open/create with checks, upsert, delete, vector search.
+
+Writes go through LanceDB; reads (searches, counts, scans, settings) through the Lance format
+library (:mod:`pixsearch.db.reader`), so that a process that only searches never imports
+LanceDB (1.9 s of imports; see docs/performance.md).
 
 >>> import tempfile
 >>> from pixsearch.db.schema import photo_schema
@@ -30,12 +34,10 @@ from pixsearch.db.errors import (
     DatabaseLockedError,
     SchemaVersionError,
 )
+from pixsearch.db.reader import TableReader
 from pixsearch.db.schema import RESULT_COLUMNS, SCHEMA_VERSION, TABLE_NAME, TableInfo, table_info
 
 os.environ.setdefault("LANCEDB_LOG", "error")  # quiet LanceDB's stderr unless asked
-
-import lancedb
-from lancedb.index import Bitmap, BTree, IvfHnswSq
 
 LOCK_FILE = ".pixsearch-writer.lock"
 SETTINGS_TABLE = "settings"
@@ -46,11 +48,11 @@ KEEP_OLD_VERSIONS_FOR = timedelta(minutes=2)
 """Old table versions younger than this survive a clean-up, so that a reader that opened one
 just before a write can finish its query."""
 _SCALAR_INDEXES = {
-    "restricted": Bitmap,
-    "format": Bitmap,
-    "path": BTree,
-    "id": BTree,
-    "width": BTree,
+    "restricted": "Bitmap",
+    "format": "Bitmap",
+    "path": "BTree",
+    "id": "BTree",
+    "width": "BTree",
 }
 """Scalar indexes on the filter and lookup columns, built once the table has rows (``width``:
 a ``width >= 3000`` prefilter at 100k rows took 17-21 ms p50 with it, 29 ms without)."""
@@ -117,12 +119,13 @@ class PhotoStore:
         """The table this store reads and writes (``photos``; batch jobs use staging tables)."""
         self._db: Any = None
         self._table: Any = None
+        self._reader = TableReader(self.uri, table, storage_options)
+        self._settings_reader = TableReader(self.uri, SETTINGS_TABLE, storage_options)
         # Query-plan facts of table version ``_facts_version``: rows per filter (None = all).
         self._facts_cache: dict[str | None, int] = {}
         self._facts_version = -1
         self._indexed = False
-        # The settings table and its rows as of one version (every search reads the policy).
-        self._settings_table: Any = None
+        # The settings rows as of one version of their table (every search reads the policy).
         self._settings: tuple[int, dict[str, str]] = (-1, {})
 
     # -- connection -------------------------------------------------------------------------
@@ -138,6 +141,8 @@ class PhotoStore:
 
     def _connect(self) -> Any:
         if self._db is None:
+            import lancedb  # writes only: a search never pays for importing LanceDB
+
             if self.is_local:
                 self.local_path.mkdir(parents=True, exist_ok=True)
             with _translated_errors(f"open the database at {self.uri}"):
@@ -161,18 +166,22 @@ class PhotoStore:
 
     @property
     def table(self) -> Any:
-        """The LanceDB table; raises ``DatabaseError`` when the database has none yet."""
+        """The LanceDB table (for writes); raises ``DatabaseError`` when there is none yet."""
         table = self._open()
         if table is None:
-            raise DatabaseError(
-                f"no photos indexed in {self.uri} yet: run `pixsearch index PATH` first"
-            )
+            raise self._no_table()
         return table
+
+    def _no_table(self) -> DatabaseError:
+        return DatabaseError(
+            f"no photos indexed in {self.uri} yet: run `pixsearch index PATH` first"
+        )
 
     def table_info(self) -> TableInfo | None:
         """The table's metadata (bundle id, dims, schema version), or None without a table."""
-        table = self._open()
-        return None if table is None else table_info(table.schema)
+        with _translated_errors(f"open the {self.table_name} table in {self.uri}"):
+            schema = self._reader.schema()
+        return None if schema is None else table_info(schema)
 
     def ensure_table(self, schema: pa.Schema) -> None:
         """Create the table with ``schema`` or check that the existing one is compatible."""
@@ -189,22 +198,13 @@ class PhotoStore:
     # -- reads ------------------------------------------------------------------------------
     def count(self, where: str | None = None) -> int:
         """Number of rows, optionally of those matching a SQL predicate."""
-        table = self._open()
-        if table is None:
-            return 0
         with _translated_errors("count rows"):
-            return int(table.count_rows(where) if where else table.count_rows())
+            return self._reader.count(where)
 
     def scan(self, columns: Sequence[str], where: str | None = None) -> pa.Table:
         """Read whole columns (optionally filtered) as an Arrow table."""
-        table = self._open()
-        if table is None:
-            return pa.table({name: [] for name in columns})
         with _translated_errors("read the photos table"):
-            query = table.search().select(list(columns)).limit(None)
-            if where:
-                query = query.where(where)
-            return query.to_arrow()
+            return self._reader.scan(columns, where)
 
     def search(
         self,
@@ -226,10 +226,12 @@ class PhotoStore:
         are returned too, vector columns as one numpy array per row (building Python lists of
         1280 floats per row tripled the time of fetching 50 rows with their features).
         """
-        table = self.table
         columns = [*RESULT_COLUMNS, *extra_columns]
         vector = np.asarray(vector, dtype=np.float32)
         with _translated_errors("search the photos table"):
+            table = self._reader.dataset()
+            if table is None:
+                raise self._no_table()
             self._refresh_plan_facts(table)
             plan = self._plan(table, where)
             large = plan != "flat" and self._facts_cache[None] >= LARGE_TABLE_ROWS
@@ -238,16 +240,12 @@ class PhotoStore:
             if plan == "postfilter":
                 share = self._matching_rows(table, where) / max(1, self._facts_cache[None])
                 limit = math.ceil(k / share * POSTFILTER_OVERFETCH)
-                query = _vector_query(table, vector, columns, limit, plan="index", ef=ef)
-                candidates = query.where(where, prefilter=False).to_arrow()
+                candidates = self._nearest(vector, columns, limit, "index", ef, where, False)
                 if candidates.num_rows >= k:
                     found = candidates.slice(0, k)
             if found is None:
                 mode = "index" if plan == "postfilter" else plan
-                query = _vector_query(table, vector, columns, k, plan=mode, ef=ef)
-                if where:
-                    query = query.where(where, prefilter=True)
-                found = query.to_arrow()
+                found = self._nearest(vector, columns, k, mode, ef, where, True)
         arrays = {
             name: _rows_as_numpy(found.column(name))
             for name in extra_columns
@@ -260,6 +258,28 @@ class PhotoStore:
         for row in rows:
             row["score"] = 1.0 - float(row.pop("_distance"))
         return rows
+
+    def _nearest(
+        self,
+        vector: np.ndarray,
+        columns: list[str],
+        limit: int,
+        plan: str,
+        ef: int,
+        where: str | None,
+        prefilter: bool,
+    ) -> pa.Table:
+        """One vector query of ``plan`` ("index", "exact", "flat"), ``_distance`` included."""
+        return self._reader.nearest(
+            vector,
+            columns,
+            limit,
+            plan=plan,
+            nprobes=SEARCH_NPROBES,
+            ef=ef,
+            where=where,
+            prefilter=prefilter,
+        )
 
     def _plan(self, table: Any, where: str | None) -> str:
         """How to run a query: "flat" (no vector index), "exact" (bypass the index),
@@ -282,7 +302,7 @@ class PhotoStore:
         version changed since the last query; otherwise keep them and the filter counts."""
         version = int(table.version)
         if self._facts_version != version:
-            self._indexed = _has_vector_index(table)
+            self._indexed = self._reader.has_vector_index()
             self._facts_cache = {None: int(table.count_rows())}
             self._facts_version = version
 
@@ -373,12 +393,10 @@ class PhotoStore:
 
     def batches(self, columns: Sequence[str] | None = None) -> pa.RecordBatchReader:
         """Stream the whole table (optionally some columns) as Arrow record batches."""
-        table = self.table
         with _translated_errors(f"read the {self.table_name} table"):
-            query = table.search().limit(None)
-            if columns is not None:
-                query = query.select(list(columns))
-            return query.to_batches()
+            if self._reader.dataset() is None:
+                raise self._no_table()
+            return self._reader.batches(columns)
 
     def drop(self) -> None:
         """Delete this store's table (and its files) if it exists."""
@@ -402,10 +420,12 @@ class PhotoStore:
             rows = table.count_rows()
             if rows == 0:
                 return
+            from lancedb import index as configs
+
             existing = {tuple(index.columns) for index in table.list_indices()}
             for column, config in _SCALAR_INDEXES.items():
                 if (column,) not in existing:
-                    table.create_index(column, config=config())
+                    table.create_index(column, config=getattr(configs, config)())
             trained_key = _VECTOR_INDEX_TRAINED_ROWS.format(table=self.table_name)
             trained = int(self.get_setting(trained_key) or 0)
             has_index = ("vector",) in existing
@@ -413,7 +433,7 @@ class PhotoStore:
                 partitions = min(1024, max(1, rows // VECTOR_INDEX_ROWS_PER_PARTITION))
                 table.create_index(
                     "vector",
-                    config=IvfHnswSq(distance_type="cosine", num_partitions=partitions),
+                    config=configs.IvfHnswSq(distance_type="cosine", num_partitions=partitions),
                     replace=True,
                 )
                 self.set_setting(trained_key, str(rows))
@@ -421,8 +441,8 @@ class PhotoStore:
 
     def has_vector_index(self) -> bool:
         """True when the ``vector`` column has an approximate index."""
-        table = self._open()
-        return table is not None and _has_vector_index(table)
+        with _translated_errors(f"read the indexes of the {self.table_name} table"):
+            return self._reader.has_vector_index()
 
     # -- settings ---------------------------------------------------------------------------
     def get_setting(self, key: str) -> str | None:
@@ -433,14 +453,12 @@ class PhotoStore:
         cores); a setting written by another process is seen at the next call.
         """
         with _translated_errors("read the database settings"):
-            if self._settings_table is None:
-                db = self._connect()
-                if SETTINGS_TABLE not in db.list_tables().tables:
-                    return None
-                self._settings_table = db.open_table(SETTINGS_TABLE)
-            version = int(self._settings_table.version)
+            settings = self._settings_reader.dataset()
+            if settings is None:
+                return None
+            version = int(settings.version)
             if self._settings[0] != version:
-                rows = self._settings_table.to_arrow().select(["key", "value"]).to_pylist()
+                rows = settings.to_table(columns=["key", "value"]).to_pylist()
                 self._settings = (version, {row["key"]: row["value"] for row in rows})
         return self._settings[1].get(key)
 
@@ -456,8 +474,8 @@ class PhotoStore:
 
     def version(self) -> int:
         """The table's current version number (0 without a table)."""
-        table = self._open()
-        return 0 if table is None else int(table.version)
+        with _translated_errors(f"read the version of the {self.table_name} table"):
+            return self._reader.version()
 
 
 def check_compatible(found: TableInfo, expected: TableInfo, uri: str) -> None:
@@ -481,39 +499,6 @@ def _rows_as_numpy(column: pa.ChunkedArray) -> np.ndarray:
     """A fixed-size-list column as a ``[rows, size]`` numpy array."""
     array = column.combine_chunks()
     return array.values.to_numpy(zero_copy_only=False).reshape(len(array), array.type.list_size)
-
-
-def _vector_query(
-    table: Any,
-    vector: np.ndarray,
-    columns: list[str],
-    limit: int,
-    *,
-    plan: str,
-    ef: int,
-) -> Any:
-    """A cosine query builder: ``plan`` "index" (nprobes, ``ef``), "exact" (bypass the index)
-    or "flat" (a table without a vector index).
-
-    ``_distance`` is selected by name: Lance adds it to a column selection only by a deprecated
-    default, and warns on stderr about it per query when LanceDB's log is not quieted (an app
-    that imported lancedb before pixsearch)."""
-    query = (
-        table.search(vector, vector_column_name="vector")
-        .distance_type("cosine")
-        .select([*columns, "_distance"])
-        .limit(limit)
-    )
-    if plan == "exact":
-        return query.bypass_vector_index()
-    if plan == "index":
-        return query.nprobes(SEARCH_NPROBES).ef(max(ef, limit))
-    return query
-
-
-def _has_vector_index(table: Any) -> bool:
-    """Whether a LanceDB table has an index on ``vector`` (a sub-millisecond metadata read)."""
-    return any(tuple(index.columns) == ("vector",) for index in table.list_indices())
 
 
 def _quote(text: str) -> str:
