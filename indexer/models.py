@@ -32,6 +32,12 @@ BUNDLE_ENV = "PIXSEARCH_BUNDLE"
 """Environment variable naming a bundle folder to use instead of the packaged one."""
 THREADS_ENV = "PIXSEARCH_THREADS"
 """Environment variable capping onnxruntime's intra-op threads (default: all physical cores)."""
+DEVICE_ENV = "PIXSEARCH_DEVICE"
+"""Environment variable choosing where models run: ``auto`` (default: the batch models on CUDA
+when onnxruntime has its CUDA provider, i.e. ``pip install "pixsearch[gpu]"`` on a machine with
+an NVIDIA GPU; the rest on the CPU), ``cpu`` (everything on the CPU) or ``cuda`` (every model on
+CUDA, an error when onnxruntime has no CUDA provider)."""
+DEVICES = ("auto", "cpu", "cuda")
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 MAX_FILE_BYTES = 40_000_000
@@ -55,10 +61,18 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _verified_bytes(path: Path, expected_sha256: str | None) -> bytes:
-    """Read a bundle file, checking it against the manifest's sha256 when one is given."""
+def _verified_bytes(path: Path, expected_sha256: str | None, *, keep: bool = True) -> bytes:
+    """Read a bundle file, checking it against the manifest's sha256 when one is given.
+
+    ``keep=False`` hashes the file in blocks and returns ``b""`` (for files onnxruntime loads
+    from their path: a 25 MB model is then not held twice).
+    """
     try:
-        data = path.read_bytes()
+        if keep:
+            data = path.read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+        else:
+            data, digest = b"", sha256_file(path)
     except FileNotFoundError:
         raise ModelBundleError(
             f"model bundle file {path.name} is missing ({path}); {_FIX}"
@@ -67,7 +81,7 @@ def _verified_bytes(path: Path, expected_sha256: str | None) -> bytes:
         raise ModelBundleError(
             f"model bundle file {path.name} cannot be read ({error}); {_FIX}"
         ) from error
-    if expected_sha256 is not None and hashlib.sha256(data).hexdigest() != expected_sha256:
+    if expected_sha256 is not None and digest != expected_sha256:
         raise ModelBundleError(
             f"model bundle file {path.name} does not match its sha256 in {MANIFEST_NAME} "
             f"(changed or damaged: {path}); {_FIX}"
@@ -75,12 +89,53 @@ def _verified_bytes(path: Path, expected_sha256: str | None) -> bytes:
     return data
 
 
-def _providers() -> list[str]:
-    """CUDA first when this onnxruntime build has it, CPU always last."""
-    import onnxruntime as ort
+def device_choice() -> str:
+    """``$PIXSEARCH_DEVICE`` (``auto``, ``cpu`` or ``cuda``; default ``auto``).
 
-    available = ort.get_available_providers()
-    return [p for p in ("CUDAExecutionProvider",) if p in available] + ["CPUExecutionProvider"]
+    >>> os.environ[DEVICE_ENV] = "CPU"; device_choice()
+    'cpu'
+    >>> del os.environ[DEVICE_ENV]; device_choice()
+    'auto'
+    """
+    choice = (os.environ.get(DEVICE_ENV) or "auto").strip().lower()
+    if choice not in DEVICES:
+        raise InvalidInputError(
+            f"{DEVICE_ENV}={choice!r} is not one of {', '.join(DEVICES)}; unset it to use a GPU "
+            "when there is one"
+        )
+    return choice
+
+
+def providers(*, batch: bool, available: Sequence[str] | None = None) -> list[str]:
+    """onnxruntime execution providers for a model, most preferred first (CPU always last).
+
+    ``batch`` models (image encoder, image head, child classifier: many photos per call) go
+    to CUDA when the provider is there and ``$PIXSEARCH_DEVICE`` is not ``cpu``; query-time
+    models (one short text per call) stay on the CPU unless it is ``cuda``, because starting
+    CUDA costs seconds at a cold start and a 20-token query gains nothing from a GPU.
+
+    >>> providers(batch=True, available=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    ['CUDAExecutionProvider', 'CPUExecutionProvider']
+    >>> providers(batch=False, available=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    ['CPUExecutionProvider']
+    >>> providers(batch=True, available=["CPUExecutionProvider"])
+    ['CPUExecutionProvider']
+    """
+    if available is None:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+    choice = device_choice()
+    cuda = "CUDAExecutionProvider" in available
+    if choice == "cuda" and not cuda:
+        raise ModelBundleError(
+            f"{DEVICE_ENV}=cuda, but this onnxruntime has no CUDA provider: "
+            'pip install "pixsearch[gpu]" (onnxruntime-gpu, in place of onnxruntime) on a '
+            f"machine with an NVIDIA GPU, or unset {DEVICE_ENV}"
+        )
+    if cuda and (choice == "cuda" or (choice == "auto" and batch)):
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
 
 
 class OnnxModel:
@@ -91,10 +146,15 @@ class OnnxModel:
     ['pixels']
     """
 
-    def __init__(self, path: Path, sha256: str | None = None, *, arena: bool = True) -> None:
+    def __init__(
+        self, path: Path, sha256: str | None = None, *, arena: bool = True, batch: bool = True
+    ) -> None:
         self.path = Path(path)
         self.sha256 = sha256
         self.arena = arena
+        self.batch = batch
+        """Whether this model runs on many photos per call (may go to CUDA, see
+        :func:`providers`)."""
         self._session: Any = None
         self._lock = threading.Lock()
 
@@ -111,10 +171,17 @@ class OnnxModel:
     def input_names(self) -> list[str]:
         return [i.name for i in self.session.get_inputs()]
 
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the session runs on (after any fallback to the CPU)."""
+        return list(self.session.get_providers())
+
     def _create_session(self) -> Any:
         import onnxruntime as ort
 
-        data = _verified_bytes(self.path, self.sha256)
+        # Checked, then loaded from the path: a session made from bytes keeps them (onnxruntime
+        # holds them to re-create the session), 25 MB of RSS for the text encoder.
+        _verified_bytes(self.path, self.sha256, keep=False)
         options = ort.SessionOptions()
         # Full graph optimisation (constant folding, node fusions); cheap for models this size.
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -135,7 +202,9 @@ class OnnxModel:
         options.enable_cpu_mem_arena = self.arena
         options.log_severity_level = 3  # errors only: no warnings about unused initializers
         try:
-            return ort.InferenceSession(data, sess_options=options, providers=_providers())
+            return ort.InferenceSession(
+                str(self.path), sess_options=options, providers=providers(batch=self.batch)
+            )
         except Exception as error:  # onnxruntime raises its own untyped exceptions
             raise ModelBundleError(
                 f"model bundle file {self.path.name} cannot be loaded by onnxruntime "
@@ -490,7 +559,7 @@ class ModelBundle:
                 classes=int(image["classes"]),
             )
             self.text_encoder = TextEncoder(
-                self._model(text["file"], arena=False),
+                self._model(text["file"], arena=False, batch=False),
                 self.path / text["tokenizer"],
                 self.files[text["tokenizer"]],
                 max_tokens=int(prep["text_max_tokens"]),
@@ -501,14 +570,14 @@ class ModelBundle:
                 name=space["name"],
                 dim=self.vector_dim,
                 image_head=self._model(space["files"]["image_head"]),
-                text_head=self._model(text_head) if text_head else None,
+                text_head=self._model(text_head, batch=False) if text_head else None,
                 feature_dim=self.feature_dim,
                 text_dim=self.text_dim,
             )
             rerank = manifest.get("reranker")
             self.reranker: Reranker | None = (
                 Reranker(
-                    self._model(rerank["file"]),
+                    self._model(rerank["file"], batch=False),
                     rerank["top_n"],
                     feature_dim=self.feature_dim,
                     text_dim=self.text_dim,
@@ -531,10 +600,10 @@ class ModelBundle:
             ) from error
         self._class_names: list[str] | None = None
 
-    def _model(self, name: str, *, arena: bool = True) -> OnnxModel:
+    def _model(self, name: str, *, arena: bool = True, batch: bool = True) -> OnnxModel:
         if name not in self.files:
             raise ModelBundleError(f"{MANIFEST_NAME} has no sha256 for {name}; {_FIX}")
-        return OnnxModel(self.path / name, self.files[name], arena=arena)
+        return OnnxModel(self.path / name, self.files[name], arena=arena, batch=batch)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> ModelBundle:
@@ -569,7 +638,7 @@ class ModelBundle:
     def verify(self) -> None:
         """Check every file of the manifest against its sha256 (raises ``ModelBundleError``)."""
         for name, digest in self.files.items():
-            _verified_bytes(self.path / name, digest)
+            _verified_bytes(self.path / name, digest, keep=False)
 
     def __repr__(self) -> str:
         return f"ModelBundle(id={self.id!r}, path={str(self.path)!r}, space={self.space!r})"
