@@ -134,6 +134,8 @@ def main() -> None:
         emit({"bench": "index", "set": args.set, "engine": args.engine, "skipped": True})
         return
 
+    import lancedb  # noqa: F401  imported by the first write; a per-process cost (cold_start.py)
+
     from pixsearch.indexer.models import ModelBundle
     from pixsearch.search import ImageSearch
 

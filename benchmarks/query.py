@@ -2,6 +2,7 @@
 
     python benchmarks/query.py [--rows 10000,100000,1000000] [--queries 200]
                                [--index none|auto|ivf_hnsw_sq|ivf_pq|...]
+    python benchmarks/query.py --rows 100000 --compare   # lance vs LanceDB read path, A/B
 
 Tables have the real schema (``schema_for_bundle`` of the installed bundle) and are written
 through ``PhotoStore.add`` + ``PhotoStore.optimize`` (scalar indexes, and the vector index once
@@ -155,6 +156,67 @@ def measure(
     return out
 
 
+def lancedb_search(store: Any, vector: np.ndarray, k: int, where: str | None) -> list[dict]:
+    """What ``PhotoStore.search`` did before its reads moved to ``lance`` (up to 080964c): the
+    same plan, the same rows, through LanceDB's query builder."""
+    import math
+
+    from pixsearch.db import store as s
+    from pixsearch.db.schema import RESULT_COLUMNS
+
+    table = store.table
+    store._refresh_plan_facts(store._reader.dataset())
+    plan = store._plan(store._reader.dataset(), where)
+    large = plan != "flat" and store._facts_cache[None] >= s.LARGE_TABLE_ROWS
+    ef = s.SEARCH_EF_LARGE if large else s.SEARCH_EF
+
+    def query(limit: int, mode: str) -> Any:
+        q = table.search(vector, vector_column_name="vector").distance_type("cosine")
+        q = q.select([*RESULT_COLUMNS, "_distance"]).limit(limit)
+        if mode == "exact":
+            return q.bypass_vector_index()
+        return q.nprobes(s.SEARCH_NPROBES).ef(max(ef, limit)) if mode == "index" else q
+
+    found = None
+    if plan == "postfilter":
+        share = store._matching_rows(store._reader.dataset(), where) / store._facts_cache[None]
+        limit = math.ceil(k / share * s.POSTFILTER_OVERFETCH)
+        candidates = query(limit, "index").where(where, prefilter=False).to_arrow()
+        if candidates.num_rows >= k:
+            found = candidates.slice(0, k)
+    if found is None:
+        q = query(k, "index" if plan == "postfilter" else plan)
+        found = (q.where(where, prefilter=True) if where else q).to_arrow()
+    rows = found.to_pylist()
+    for row in rows:
+        row["score"] = 1.0 - float(row.pop("_distance"))
+    return rows
+
+
+def compare(store: Any, qs: np.ndarray, where: str | None, k: int) -> dict[str, float]:
+    """p50 of ``PhotoStore.search`` (lance) and of the LanceDB path, query by query
+    alternating in this process (the same load for both); and how often their ids agree."""
+    for v in qs[:10]:
+        store.search(v, k=k, where=where)
+        lancedb_search(store, v, k, where)
+    ours, theirs, same = [], [], 0
+    for v in qs:
+        started = time.perf_counter()
+        a = store.search(v, k=k, where=where)
+        ours.append(1000 * (time.perf_counter() - started))
+        started = time.perf_counter()
+        b = lancedb_search(store, v, k, where)
+        theirs.append(1000 * (time.perf_counter() - started))
+        same += [r["id"] for r in a] == [r["id"] for r in b]
+    return {
+        "lance_p50_ms": round(percentile(ours, 50), 2),
+        "lancedb_p50_ms": round(percentile(theirs, 50), 2),
+        "lance_p95_ms": round(percentile(ours, 95), 2),
+        "lancedb_p95_ms": round(percentile(theirs, 95), 2),
+        "same_ids": round(same / len(qs), 3),
+    }
+
+
 def vector_index(store: Any) -> str:
     for index in store.table.list_indices():
         if tuple(index.columns) == ("vector",):
@@ -170,6 +232,11 @@ def main() -> None:
     parser.add_argument("--filters", default=",".join(FILTERS))
     parser.add_argument("--no-recall", action="store_true")
     parser.add_argument("--bypass", action="store_true", help="also time exact search (no index)")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="time the lance read path against the LanceDB one, alternating in this process",
+    )
     args = parser.parse_args()
     from pixsearch.db.store import PhotoStore
 
@@ -184,6 +251,12 @@ def main() -> None:
         kind = vector_index(store)
         for name in args.filters.split(","):
             where = FILTERS[name]
+            if args.compare:
+                record = {"bench": "query_compare", "rows": rows, "filter": name}
+                record.update(compare(store, qs, where, 10))
+                print(record, flush=True)
+                emit(record)
+                continue
             exact = None
             if not args.no_recall and kind != "none":
                 exact = [exact_ids(store.table, v, where, 10) for v in qs[: args.recall_queries]]
