@@ -168,19 +168,20 @@ def test_plan_facts_follow_new_versions(store) -> None:
 
 
 def test_search_prints_no_lance_warning_in_an_app_that_imported_lancedb_first(store) -> None:
-    """LANCEDB_LOG=error (set by pixsearch.db.store) only works before lancedb starts its
-    logger; an embedding app may import lancedb first, so queries must not trigger warnings."""
+    """LANCEDB_LOG / LANCE_LOG=error (set by pixsearch.db) only work before lancedb / lance
+    start their loggers; an embedding app may import them first, so queries must not trigger
+    warnings."""
     photos, schema = store
     photos.add(_rows(schema, 0, 300)[0])
     script = (
-        "import lancedb, numpy as np, sys\n"
+        "import lance, lancedb, numpy as np, sys\n"
         "from pixsearch.db.store import PhotoStore\n"
         "store = PhotoStore(sys.argv[1])\n"
         "v = np.ones(16, np.float32)\n"
         "rows = store.search(v, k=3) + store.search(v, k=3, where='restricted = false')\n"
         "print(len(rows), sum(r['restricted'] for r in rows[3:]))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "LANCEDB_LOG"}
+    env = {k: v for k, v in os.environ.items() if k not in ("LANCEDB_LOG", "LANCE_LOG")}
     done = subprocess.run(
         [sys.executable, "-c", script, photos.uri],
         capture_output=True,
