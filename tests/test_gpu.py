@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pixsearch.db.errors import InvalidInputError, ModelBundleError
+from pixsearch.db.errors import InvalidInputError
 from pixsearch.indexer import models
+from pixsearch.indexer.errors import ModelBundleError
 from pixsearch.indexer.models import ModelBundle, providers
 
 IMAGE_ATOL = 2e-3  # the parity tolerance of tests/test_bundle.py
