@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from pixsearch.db.environment import THREADS_ENV, reload_environment
 from pixsearch.db.errors import InvalidInputError, MissingExtraError
 from pixsearch.db.schema import table_info
 from pixsearch.db.store import PhotoStore
@@ -279,7 +280,8 @@ class _RayShardEncoder:
     """Ray Data actor: one input row = one shard (JSON entries); one output row per shard."""
 
     def __init__(self, source: PhotoSource, bundle_dir: str, bundle_id: str, threads: int):
-        os.environ.setdefault("PIXSEARCH_THREADS", str(threads))  # before any session exists
+        os.environ.setdefault(THREADS_ENV, str(threads))  # before any session exists
+        reload_environment()
         self.encoder = ShardEncoder(source=source, bundle_dir=bundle_dir, bundle_id=bundle_id)
 
     def __call__(self, batch: pa.Table) -> pa.Table:

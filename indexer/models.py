@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,12 +24,15 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from pixsearch.db.environment import BUNDLE_ENV as _BUNDLE_ENV
+from pixsearch.db.environment import THREADS_ENV as _THREADS_ENV
+from pixsearch.db.environment import environment
 from pixsearch.db.errors import InvalidInputError
 from pixsearch.indexer.errors import ModelBundleError
 
-BUNDLE_ENV = "PIXSEARCH_BUNDLE"
+BUNDLE_ENV = _BUNDLE_ENV
 """Environment variable naming a bundle folder to use instead of the packaged one."""
-THREADS_ENV = "PIXSEARCH_THREADS"
+THREADS_ENV = _THREADS_ENV
 """Environment variable capping onnxruntime's intra-op threads (default: all physical cores)."""
 DEVICE_ENV = "PIXSEARCH_DEVICE"
 """Environment variable choosing where models run: ``auto`` (default: the batch models on CUDA
@@ -48,7 +50,7 @@ _FIX = 'reinstall pixsearch, or run "pixsearch export" to rebuild the bundle'
 
 def default_bundle_dir() -> Path:
     """``$PIXSEARCH_BUNDLE`` if set, else the bundle folder installed with the package."""
-    override = os.environ.get(BUNDLE_ENV)
+    override = environment().bundle
     return Path(override) if override else Path(__file__).resolve().with_name("bundle")
 
 
@@ -190,7 +192,7 @@ class OnnxModel:
         options.inter_op_num_threads = 1
         # 0 = onnxruntime's default (one thread per physical core); PIXSEARCH_THREADS caps it,
         # e.g. when decoding threads of the indexer share the machine.
-        options.intra_op_num_threads = int(os.environ.get(THREADS_ENV, "0") or 0)
+        options.intra_op_num_threads = environment().threads
         # No busy-waiting between operators: spinning threads burn the cores that the indexer's
         # decode threads (and other processes) need. Measured on 2 shared cores
         # (benchmarks/encoder_options.py): the image encoder costs 23-26 CPU ms/photo spinning,

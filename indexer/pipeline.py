@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from pixsearch.db.environment import WRITE_BATCH_ENV as _WRITE_BATCH_ENV
+from pixsearch.db.environment import environment
 from pixsearch.db.schema import photo_schema
 from pixsearch.db.store import PhotoStore
 from pixsearch.indexer.errors import ImageDecodeError
@@ -34,7 +36,7 @@ __all__ = ["IndexReport", "Indexer", "caption_about_children", "photo_id", "sche
 
 log = logging.getLogger("pixsearch.indexer")
 
-WRITE_BATCH_ENV = "PIXSEARCH_WRITE_BATCH"
+WRITE_BATCH_ENV = _WRITE_BATCH_ENV
 """Rows per commit (default 512); each commit is one LanceDB version."""
 COMMIT_EVERY_SECONDS = 10.0
 """A slow run also commits at least this often, so a kill loses little work."""
@@ -156,7 +158,7 @@ class Indexer:
         self.store = store
         self.bundle = bundle
         self.batch_size = batch_size
-        self.write_batch = write_batch or int(os.environ.get(WRITE_BATCH_ENV, "512"))
+        self.write_batch = write_batch or environment().write_batch or 512
         self.workers = workers or min(8, (os.cpu_count() or 2) + 2)
         self.schema = schema_for_bundle(bundle)
 

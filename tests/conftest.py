@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from pixsearch.db.environment import environment
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,6 +20,16 @@ def shared_data_dir() -> Path | None:
         if candidate and (Path(candidate) / "practicum").is_dir():
             return Path(candidate)
     return None
+
+
+@pytest.fixture(autouse=True)
+def _environment_read_per_test() -> Iterator[None]:
+    """pixsearch reads its environment variables once per process (``db.environment``); each
+    test starts from the real environment, and a test that changes a variable calls
+    ``reload_environment()`` after it."""
+    environment.cache_clear()
+    yield
+    environment.cache_clear()
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pixsearch.db.environment import reload_environment
 from pixsearch.db.errors import InvalidInputError
 from pixsearch.indexer import preprocess
 from pixsearch.indexer.errors import ModelBundleError
@@ -114,11 +115,14 @@ def test_sessions_are_lazy_and_reused() -> None:
 
 def test_default_dir_and_env_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("PIXSEARCH_BUNDLE", raising=False)
+    reload_environment()
     import pixsearch.indexer.models as models
 
     # The installed package's own bundle (the checkout's folder under an editable install).
     assert default_bundle_dir() == Path(models.__file__).resolve().with_name("bundle")
     monkeypatch.setenv("PIXSEARCH_BUNDLE", str(tmp_path))
+    assert default_bundle_dir() != tmp_path  # read once per process
+    reload_environment()
     assert default_bundle_dir() == tmp_path
     with pytest.raises(ModelBundleError, match=r"manifest\.json"):
         ModelBundle.load()

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from pixsearch.db.environment import reload_environment
 from pixsearch.db.errors import InvalidInputError
 from pixsearch.indexer.policy import (
     DEFAULT_DISCLAIMER,
@@ -24,6 +25,7 @@ from pixsearch.search.exit_codes import exit_code_for
 @pytest.fixture(autouse=True)
 def _no_disclaimer_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(DISCLAIMER_ENV, raising=False)
+    reload_environment()
 
 
 def test_builtin_profiles() -> None:
@@ -83,6 +85,7 @@ def test_custom_disclaimer() -> None:
 
 def test_env_overrides_default_disclaimer(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(DISCLAIMER_ENV, "  Not available here  ")
+    reload_environment()
     assert default_disclaimer() == "Not available here"
     assert get_profile("strict").disclaimer == "Not available here"
     # also for the built-in definitions used directly
@@ -93,5 +96,6 @@ def test_env_overrides_default_disclaimer(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_blank_env_keeps_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(DISCLAIMER_ENV, "   ")
+    reload_environment()
     assert default_disclaimer() == DEFAULT_DISCLAIMER
     assert check_query("kids", get_profile()).message == DEFAULT_DISCLAIMER

@@ -16,9 +16,10 @@ False
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 
+from pixsearch.db.environment import DISCLAIMER_ENV as _DISCLAIMER_ENV
+from pixsearch.db.environment import environment
 from pixsearch.db.errors import InvalidInputError
 from pixsearch.indexer.policy.text import find_child_terms
 
@@ -37,7 +38,7 @@ __all__ = [
 #: The disclaimer shown instead of photos, unless ``PIXSEARCH_DISCLAIMER`` is set.
 DEFAULT_DISCLAIMER = "This content is unavailable in your country due to local law"
 #: The environment variable whose (non-blank) value replaces the default disclaimer.
-DISCLAIMER_ENV = "PIXSEARCH_DISCLAIMER"
+DISCLAIMER_ENV = _DISCLAIMER_ENV
 #: The profile used when none is chosen: the law applies.
 DEFAULT_PROFILE = "strict"
 
@@ -48,8 +49,7 @@ def default_disclaimer() -> str:
     >>> default_disclaimer() == DEFAULT_DISCLAIMER or DISCLAIMER_ENV in os.environ
     True
     """
-    override = os.environ.get(DISCLAIMER_ENV, "").strip()
-    return override or DEFAULT_DISCLAIMER
+    return environment().disclaimer or DEFAULT_DISCLAIMER
 
 
 @dataclass(frozen=True)
