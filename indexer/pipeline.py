@@ -9,7 +9,6 @@ run picks up where it stopped.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import time
@@ -29,7 +28,7 @@ from pixsearch.db.schema import photo_schema
 from pixsearch.db.store import PhotoStore
 from pixsearch.indexer.errors import ImageDecodeError
 from pixsearch.indexer.policy import caption_about_children, photo_is_restricted
-from pixsearch.indexer.preprocess import DecodedPhoto, load_photo
+from pixsearch.indexer.preprocess import DecodedPhoto, load_photo, read_photo
 from pixsearch.indexer.scan import FileEntry, scan_photos
 
 __all__ = ["IndexReport", "Indexer", "caption_about_children", "photo_id", "schema_for_bundle"]
@@ -412,20 +411,14 @@ def _read_one(entry: FileEntry, reusable: set[str]) -> _Read:
     try:
         with open(entry.path, "rb") as handle:
             info = os.fstat(handle.fileno())
-            data = handle.read()
+            found = read_photo(handle, reusable)
     except OSError as error:
         read.error = f"cannot read: {error.strerror or error}"
         return read
     # size and mtime of the bytes we actually read (a file replaced since the scan counts).
     read.entry = FileEntry(entry.path, info.st_size, info.st_mtime_ns)
     read.sidecar = sidecar_caption(entry.path)
-    read.content_hash = hashlib.sha256(data).hexdigest()
-    if read.content_hash in reusable:
-        return read
-    try:
-        read.photo = load_photo(io.BytesIO(data), name="")
-    except ImageDecodeError as error:
-        read.error = str(error)
+    read.content_hash, read.photo, read.error = found.content_hash, found.photo, found.error
     return read
 
 
