@@ -31,6 +31,10 @@ class DatabaseError(PixsearchError):
     """The database folder cannot be opened, read or written."""
 
 
+class DatabaseNotFoundError(DatabaseError):
+    """No pixsearch database where the caller pointed (a read never creates one): bad input."""
+
+
 class BundleMismatchError(DatabaseError):
     """The database was built with another model bundle: run `pixsearch reindex`."""
 

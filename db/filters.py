@@ -15,6 +15,7 @@ one of ``OPERATORS``, and the value is converted to the field's type and quoted 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ class Filter:
         if self.op in _ORDER_OPERATORS and kind is bool:
             raise InvalidInputError(f"{self.field!r} is true/false: use = or !=")
         object.__setattr__(self, "value", _coerce(self.field, kind, self.value))
+        _check_range(self.field, self.value)
 
     def to_sql(self) -> str:
         """The condition as a LanceDB (DataFusion SQL) predicate with a quoted literal."""
@@ -109,6 +111,38 @@ def _coerce(field: str, kind: type, value: Any) -> Any:
         raise InvalidInputError(
             f"filter value {value!r} for {field!r} is not a valid {kind.__name__}"
         ) from error
+
+
+_INT_RANGES = {
+    "width": (-(2**31), 2**31 - 1),
+    "height": (-(2**31), 2**31 - 1),
+    "size": (-(2**63), 2**63 - 1),
+    "mtime_ns": (-(2**63), 2**63 - 1),
+}
+"""Values the integer columns can hold (``int32`` / ``int64`` in ``db/schema.py``)."""
+
+
+def _check_range(field: str, value: Any) -> None:
+    """Refuse a number its column cannot hold (the database would fail on it) or a non-finite one.
+
+    >>> Filter("width", "<", 3_000_000_000)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pixsearch.db.errors.InvalidInputError: filter value 3000000000 for 'width' is out of range: ...
+    >>> Filter("child_score", "<", "inf")
+    Traceback (most recent call last):
+    ...
+    pixsearch.db.errors.InvalidInputError: filter value inf for 'child_score' is not a finite number
+    """
+    if field in _INT_RANGES and isinstance(value, int):
+        low, high = _INT_RANGES[field]
+        if not low <= value <= high:
+            raise InvalidInputError(
+                f"filter value {value} for {field!r} is out of range: it holds whole numbers "
+                f"from {low} to {high}"
+            )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInputError(f"filter value {value} for {field!r} is not a finite number")
 
 
 def _quote(text: str) -> str:

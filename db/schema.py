@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from pixsearch.db.errors import DatabaseError
+
 SCHEMA_VERSION = 1
 """Bumped on every incompatible change of the table layout; a newer one is refused."""
 TABLE_NAME = "photos"
@@ -76,18 +78,37 @@ def photo_schema(
 
 
 def table_info(schema: pa.Schema) -> TableInfo:
-    """Read the pixsearch facts from a table schema (a table without them is schema 0)."""
+    """Read the pixsearch facts from a table schema (a table without them is schema 0).
+
+    Damaged facts raise ``DatabaseError``:
+
+    >>> try:
+    ...     table_info(pa.schema([], metadata={_META_SCHEMA_VERSION: b"abc"}))
+    ... except DatabaseError as error:
+    ...     print(str(error)[:79])
+    the table's metadata is damaged: pixsearch.schema_version is 'abc', not a whole
+    """
     meta = schema.metadata or {}
 
     def text(key: bytes, default: str = "") -> str:
-        return meta.get(key, default.encode()).decode()
+        return meta.get(key, default.encode()).decode("utf-8", "replace")
+
+    def number(key: bytes) -> int:
+        value = text(key, "0")
+        if not value.isascii() or not value.isdigit():
+            raise DatabaseError(
+                f"the table's metadata is damaged: {key.decode()} is {value!r}, not a whole "
+                "number; `pixsearch check` reports what else is wrong; index the photos into a "
+                "new database (--db) to start over"
+            )
+        return int(value)
 
     return TableInfo(
-        schema_version=int(text(_META_SCHEMA_VERSION, "0")),
+        schema_version=number(_META_SCHEMA_VERSION),
         bundle_id=text(_META_BUNDLE_ID),
         space=text(_META_SPACE),
-        vector_dim=int(text(_META_VECTOR_DIM, "0")),
-        feature_dim=int(text(_META_FEATURE_DIM, "0")),
+        vector_dim=number(_META_VECTOR_DIM),
+        feature_dim=number(_META_FEATURE_DIM),
         feature_source=text(_META_FEATURE_SOURCE),
     )
 

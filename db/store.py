@@ -18,8 +18,10 @@ True
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
+import re
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -32,6 +34,7 @@ from pixsearch.db.errors import (
     BundleMismatchError,
     DatabaseError,
     DatabaseLockedError,
+    DatabaseNotFoundError,
     SchemaVersionError,
 )
 from pixsearch.db.reader import TableReader
@@ -39,6 +42,7 @@ from pixsearch.db.schema import RESULT_COLUMNS, SCHEMA_VERSION, TABLE_NAME, Tabl
 
 os.environ.setdefault("LANCEDB_LOG", "error")  # quiet LanceDB's stderr unless asked
 
+_log = logging.getLogger("pixsearch.db")
 LOCK_FILE = ".pixsearch-writer.lock"
 SETTINGS_TABLE = "settings"
 _SETTINGS_SCHEMA = pa.schema(
@@ -139,12 +143,34 @@ class PhotoStore:
         """The folder of a local database (``file://`` stripped)."""
         return Path(self.uri.removeprefix("file://"))
 
-    def _connect(self) -> Any:
+    def exists(self) -> bool:
+        """Whether there is a database here (always True for an object-store URI).
+
+        A regular file where the folder should be raises ``DatabaseNotFoundError``.
+        """
+        if not self.is_local:
+            return True
+        path = self.local_path
+        if path.exists() and not path.is_dir():
+            raise DatabaseNotFoundError(
+                f"{path} is a file, not a pixsearch database folder: give --db a folder "
+                "(an existing database or a new one to create)"
+            )
+        return path.is_dir()
+
+    def _connect(self, *, create: bool = False) -> Any:
+        """Connect; a local folder is made only when ``create`` (a read never makes one)."""
         if self._db is None:
             import lancedb  # writes only: a search never pays for importing LanceDB
 
-            if self.is_local:
-                self.local_path.mkdir(parents=True, exist_ok=True)
+            if not self.exists():
+                if not create:
+                    raise DatabaseNotFoundError(
+                        f"there is no pixsearch database at {self.uri}: check --db (or "
+                        "$PIXSEARCH_DB), or create one with `pixsearch index PHOTOS`"
+                    )
+                with _translated_errors(f"create the database folder {self.uri}"):
+                    self.local_path.mkdir(parents=True, exist_ok=True)
             with _translated_errors(f"open the database at {self.uri}"):
                 self._db = lancedb.connect(
                     self.uri,
@@ -186,10 +212,11 @@ class PhotoStore:
     def ensure_table(self, schema: pa.Schema) -> None:
         """Create the table with ``schema`` or check that the existing one is compatible."""
         expected = table_info(schema)
+        self._connect(create=True)
         info = self.table_info()
         if info is None:
             with _translated_errors(f"create the photos table in {self.uri}"):
-                self._table = self._connect().create_table(
+                self._table = self._connect(create=True).create_table(
                     self.table_name, schema=schema, exist_ok=True
                 )
             return
@@ -321,17 +348,20 @@ class PhotoStore:
 
     # -- writes -----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def writer_lock(self, *, wait_seconds: float = 0.0) -> Iterator[None]:
+    def writer_lock(self, *, wait_seconds: float = 0.0, create: bool = True) -> Iterator[None]:
         """Hold the single-writer lock; ``DatabaseLockedError`` if another process has it.
 
         Object-store databases have no lock file: run one writer job at a time there.
+        Without ``create`` a missing database raises ``DatabaseNotFoundError``.
         """
         if not self.is_local:
             yield
             return
         from filelock import FileLock, Timeout
 
-        self.local_path.mkdir(parents=True, exist_ok=True)
+        if not create:
+            self._connect()  # raises when there is no database here
+        self._connect(create=True)
         lock = FileLock(os.path.join(self.local_path, LOCK_FILE))
         try:
             lock.acquire(timeout=wait_seconds)
@@ -387,7 +417,7 @@ class PhotoStore:
         """
         data = rows.cast(schema) if isinstance(rows, pa.Table) else rows
         with _translated_errors(f"rewrite the {self.table_name} table"):
-            self._table = self._connect().create_table(
+            self._table = self._connect(create=True).create_table(
                 self.table_name, data=data, schema=schema, mode="overwrite"
             )
 
@@ -464,7 +494,7 @@ class PhotoStore:
 
     def set_setting(self, key: str, value: str) -> None:
         """Store a database-level setting (one atomic upsert)."""
-        db = self._connect()
+        db = self._connect(create=True)
         row = pa.table({"key": [key], "value": [value]}, schema=_SETTINGS_SCHEMA)
         with _translated_errors("write the database settings"):
             table = db.create_table(SETTINGS_TABLE, schema=_SETTINGS_SCHEMA, exist_ok=True)
@@ -507,10 +537,35 @@ def _quote(text: str) -> str:
 
 @contextlib.contextmanager
 def _translated_errors(action: str) -> Iterator[None]:
-    """Turn storage failures (disk full, read-only folder, corrupt files) into DatabaseError."""
+    """Turn storage failures (disk full, read-only folder, corrupt files) into DatabaseError.
+
+    The message keeps what a user can act on; the raw error (with Rust source locations) stays
+    the exception's ``__cause__`` and is logged at DEBUG level (``pixsearch.db``).
+    """
     try:
         yield
     except (DatabaseError, KeyboardInterrupt):
         raise
     except (OSError, RuntimeError, ValueError) as error:
-        raise DatabaseError(f"could not {action}: {error}") from error
+        _log.debug("could not %s", action, exc_info=error)
+        raise DatabaseError(f"could not {action}: {readable_error(error)}") from error
+
+
+_RUST_LOCATION = re.compile(r",?\s*(/[^\s,]*)?\.cargo/registry/\S*?\.rs:\d+(:\d+)?")
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>")
+
+
+def readable_error(error: BaseException) -> str:
+    """An error's message without Rust source locations or Python object reprs.
+
+    >>> readable_error(ValueError("Invalid input, bad literal, "
+    ...     "/root/.cargo/registry/src/index.crates.io-1/lance-13.0.0/src/expr.rs:23:88"))
+    'Invalid input, bad literal'
+    >>> readable_error(OSError("cannot identify image file <_io.BytesIO object at 0x7fee54>"))
+    'cannot identify image file (in memory)'
+    >>> readable_error(OSError(28, "No space left on device"))
+    '[Errno 28] No space left on device'
+    """
+    text = _RUST_LOCATION.sub("", str(error))
+    text = _OBJECT_REPR.sub("(in memory)", text)
+    return text.strip().rstrip(",").strip() or type(error).__name__

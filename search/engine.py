@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import unicodedata
@@ -157,18 +158,29 @@ class ImageSearch:
         )
 
     def remove(self, paths: Iterable[str | os.PathLike[str]]) -> int:
-        """Forget photos by path (a folder removes everything under it); returns rows removed."""
-        from pixsearch.indexer.pipeline import photo_id
+        """Forget photos by path (a folder removes everything under it); returns rows removed.
 
+        A path with no indexed photo at or under it raises ``InvalidInputError`` (a typo must
+        not look like success) and nothing is removed.
+        """
         targets = [os.path.abspath(os.path.expanduser(os.fspath(p))) for p in paths]
-        with self.store.writer_lock():
+        with self.store.writer_lock(create=False):
             before = self.store.count()
-            ids = {photo_id(p) for p in targets}
-            for folder in targets:
-                prefix = folder.rstrip(os.sep) + os.sep
-                for row in self.store.scan(["id", "path"]).to_pylist():
-                    if row["path"].startswith(prefix):
-                        ids.add(row["id"])
+            rows = self.store.scan(["id", "path"]).to_pylist()
+            ids: set[str] = set()
+            unknown = []
+            for target in targets:
+                prefix = target.rstrip(os.sep) + os.sep
+                found = {row["id"] for row in rows if row["path"] == target}
+                found |= {row["id"] for row in rows if row["path"].startswith(prefix)}
+                if not found:
+                    unknown.append(target)
+                ids |= found
+            if unknown:
+                raise InvalidInputError(
+                    f"not in the database at {self.uri}: {', '.join(unknown)} (no indexed photo "
+                    "at or under it); nothing was removed. `pixsearch info` shows what it holds"
+                )
             self.store.delete_ids(sorted(ids))
             return before - self.store.count()
 
@@ -190,6 +202,10 @@ class ImageSearch:
         """
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
             raise InvalidInputError(f"k must be a whole number from 1 to {MAX_K}, not {k!r}")
+        if min_score is not None and not (
+            isinstance(min_score, int | float) and math.isfinite(min_score)
+        ):
+            raise InvalidInputError(f"min_score must be a number (e.g. 0.5), not {min_score!r}")
         profile = _profile(policy or self.default_policy)
         query = clean_query(text)
         if not query:

@@ -19,6 +19,7 @@ from pixsearch.db.errors import (
     BundleMismatchError,
     DatabaseError,
     DatabaseLockedError,
+    DatabaseNotFoundError,
     InvalidInputError,
     MissingExtraError,
     PixsearchError,
@@ -39,6 +40,7 @@ INTERRUPTED = 130
 _BY_ERROR: dict[type[BaseException], int] = {
     InvalidInputError: BAD_INPUT,
     DatabaseError: 3,
+    DatabaseNotFoundError: BAD_INPUT,
     BundleMismatchError: 4,
     SchemaVersionError: 4,
     DatabaseLockedError: 5,
@@ -53,7 +55,7 @@ _BY_ERROR: dict[type[BaseException], int] = {
 TABLE: tuple[tuple[int, str], ...] = (
     (OK, "success"),
     (NOTHING_FOUND, "no results, or some photos could not be read (listed on stderr)"),
-    (BAD_INPUT, "bad input: query, filter, path or option"),
+    (BAD_INPUT, "bad input: query, filter, path or option (no database where --db points)"),
     (3, "database cannot be opened, read or written"),
     (4, "database built by another model bundle (run reindex) or a newer pixsearch"),
     (5, "another process is writing to the database"),

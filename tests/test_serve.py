@@ -163,6 +163,8 @@ def test_api_blocked_query_is_451_with_the_disclaimer(client, openapi) -> None:
     [
         ({"q": "a cat", "where": "colour=red"}, 400),
         ({"q": "a cat", "where": "width>=abc"}, 400),
+        ({"q": "a cat", "where": "width<3000000000"}, 400),
+        ({"q": "a cat", "min_score": "nan"}, 400),
         ({"q": "\u200b \x00"}, 400),
         ({"q": "a cat", "k": 0}, 422),
         ({"q": "a cat", "k": "ten"}, 422),
