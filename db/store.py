@@ -566,6 +566,7 @@ def readable_error(error: BaseException) -> str:
     >>> readable_error(OSError(28, "No space left on device"))
     '[Errno 28] No space left on device'
     """
-    text = _RUST_LOCATION.sub("", str(error))
+    text = str(error).split(". Detail: Python exception:")[0]
+    text = _RUST_LOCATION.sub("", text)
     text = _OBJECT_REPR.sub("(in memory)", text)
     return text.strip().rstrip(",").strip() or type(error).__name__

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from pixsearch.db.errors import PixsearchError
+from pixsearch.db.errors import DatabaseError, PixsearchError
 from pixsearch.search import exit_codes
 from pixsearch.search.cli_output import Progress, dumps_json, emit
 from pixsearch.search.commands import load_commands
@@ -328,6 +328,27 @@ def info(
         return
     for key, value in stats.to_dict().items():
         emit(f"{key:>15}: {value}")
+
+
+@app.command()
+def check(
+    db: DbOption = None,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair", help="Re-encode damaged rows from their photos, rebuild missing indexes."
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Verify the database: schema, model bundle, indexes, every row; exit 3 if anything is wrong.
+
+    Example: pixsearch check --repair --db ~/photos.db
+    """
+    report = _engine(db).check(repair=repair)
+    emit(dumps_json(report.to_dict()) if as_json else report.summary())
+    if not report.ok:
+        raise typer.Exit(exit_codes.exit_code_for(DatabaseError()))  # 3: the database is damaged
 
 
 @app.command("policy")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pixsearch.db.check import CheckReport
 from pixsearch.db.errors import DatabaseError, InvalidInputError
 from pixsearch.db.filters import Filter, combine
 from pixsearch.db.store import PhotoStore
@@ -269,6 +270,62 @@ class ImageSearch:
 
         check_compatible(info, table_info(schema_for_bundle(self.bundle)), self.uri)
 
+    def check(self, *, repair: bool = False) -> CheckReport:
+        """Verify the database: schema and metadata, bundle, indexes, every row (streamed).
+
+        With ``repair``, rows whose vectors or features are damaged are re-encoded from their
+        photos (when the file still has the content that was indexed) and missing indexes are
+        rebuilt; the returned report is a fresh check, with ``repaired`` saying what was done.
+        A database made by another bundle or with a damaged schema is not touched.
+
+        >>> report = ImageSearch(db=tmp_db).check()          # doctest: +SKIP
+        >>> report.ok, report.summary()                      # doctest: +SKIP
+        (True, 'checked /home/me/photos.db: 812 rows, no problems')
+        """
+        from pixsearch.db.check import check_store
+
+        expected = schema_for_bundle(self.bundle)
+        report = check_store(self.store, expected)
+        fatal = {"missing", "metadata", "bundle", "schema"}
+        if not repair or report.ok or any(p.kind in fatal for p in report.problems):
+            return report
+        with self.store.writer_lock(create=False):
+            done = self._repair_rows(report) + self._repair_indexes(report)
+        again = check_store(self.store, expected)
+        again.repaired = done
+        return again
+
+    def _repair_rows(self, report: CheckReport) -> list[str]:
+        """Re-encode the rows a check found damaged from their (unchanged) photos."""
+        from pixsearch.indexer.pipeline import IndexReport
+
+        ids = sorted({i for p in report.problems if p.kind == "rows" for i in p.ids})
+        if not ids:
+            return []
+        rows = []
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            rows += self.store.rows_by_id(part, ["path", "content_hash"]).to_pylist()
+        paths = [row["path"] for row in rows if _file_sha256(row["path"]) == row["content_hash"]]
+        indexer = Indexer(self.store, self.bundle)
+        encoded = list(indexer.encode_files(paths, IndexReport()))
+        if encoded:
+            self.store.upsert(indexer.to_arrow(encoded))
+        done = [f"re-encoded {len(encoded)} of {len(ids)} damaged rows from their photos"]
+        if len(encoded) < len(ids):
+            done.append(
+                f"{len(ids) - len(encoded)} damaged rows left: their photo is gone or changed "
+                "since it was indexed; `pixsearch index` on its folder refreshes or removes them"
+            )
+        return done
+
+    def _repair_indexes(self, report: CheckReport) -> list[str]:
+        missing = [p.message for p in report.problems if p.kind == "index"]
+        if not missing:
+            return []
+        self.store.optimize()
+        return [f"rebuilt {len(missing)} missing indexes"]
+
     def stats(self) -> DatabaseStats:
         """Counts and the model facts of the database (works without loading any model)."""
         info = self.store.table_info()
@@ -287,6 +344,20 @@ class ImageSearch:
             table_version=self.store.version(),
             formats=dict(sorted(formats.items())),
         )
+
+
+def _file_sha256(path: str) -> str | None:
+    """SHA-256 of a file's bytes (read in chunks), or None when it cannot be read."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 def _profile(name: str) -> Any:

@@ -32,13 +32,14 @@ runner = CliRunner()
 README = Path(__file__).resolve().parents[1] / "README.md"
 EXE = shutil.which("pixsearch") or str(Path(sys.executable).with_name("pixsearch"))
 RESEARCH = ["eda", "train", "export", "train-space", "train-policy", "eval"]
-USER = ["index", "search", "info", "policy", "reindex", "remove", "demo", "serve"]
+USER = ["index", "search", "info", "check", "policy", "reindex", "remove", "demo", "serve"]
 
 # The README's commands and the tests that run each one (help is checked for all below).
 TESTED = {
     "index": ["test_index_progress_lines_and_quiet", "test_index_failures_exit_1_printed_once"],
     "search": ["test_search_prints_ranked_paths", "test_search_without_results_exits_1"],
     "info": ["test_info_json_and_missing_database"],
+    "check": ["test_check.py::test_an_overwritten_data_file_is_found_while_info_looks_healthy"],
     "policy": ["test_policy_command_shows_and_sets_the_default"],
     "reindex": ["test_reindex_and_remove"],
     "remove": ["test_reindex_and_remove"],
@@ -386,7 +387,8 @@ def test_errors_are_one_line_with_exit_codes(tmp_path: Path) -> None:
     missing = runner.invoke(app, ["index", str(tmp_path / "nope"), "--db", str(tmp_path / "d")])
     assert missing.exit_code == 2 and "does not exist" in missing.output
     empty = runner.invoke(app, ["search", "a cat", "--db", str(tmp_path / "d")])
-    assert empty.exit_code == 3 and "pixsearch index" in empty.output
+    assert empty.exit_code == 2 and "no pixsearch database at" in empty.output
+    assert "pixsearch index" in empty.output and not (tmp_path / "d").exists()
     assert empty.stderr.startswith("error: ") and empty.stderr.count("\n") == 1
 
 
@@ -461,10 +463,13 @@ def test_demo_runs_offline(tmp_path: Path, monkeypatch) -> None:
 
 def test_policy_command_shows_and_sets_the_default(tmp_path: Path) -> None:
     db = str(tmp_path / "db")
-    shown = runner.invoke(app, ["policy", "--db", db])
-    assert shown.exit_code == 0 and shown.output.strip().endswith("strict")
+    missing = runner.invoke(app, ["policy", "--db", db])  # a read creates nothing
+    assert missing.exit_code == 2 and "no pixsearch database at" in missing.output
+    assert not (tmp_path / "db").exists()
     changed = runner.invoke(app, ["policy", "none", "--db", db])
     assert changed.exit_code == 0 and changed.output.strip().endswith("none")
+    shown = runner.invoke(app, ["policy", "--db", db])
+    assert shown.exit_code == 0 and shown.output.strip().endswith("none")
     bad = runner.invoke(app, ["policy", "lenient", "--db", db])
     assert bad.exit_code == 2 and "strict" in bad.output
 
