@@ -18,12 +18,14 @@ _EXPORTS = {
     "BundleMismatchError": "pixsearch.db.errors",
     "DatabaseError": "pixsearch.db.errors",
     "DatabaseLockedError": "pixsearch.db.errors",
+    "DatabaseNotFoundError": "pixsearch.db.errors",
     "ImageDecodeError": "pixsearch.indexer.errors",
     "InvalidInputError": "pixsearch.db.errors",
     "MissingExtraError": "pixsearch.db.errors",
     "ModelBundleError": "pixsearch.indexer.errors",
     "PixsearchError": "pixsearch.db.errors",
     "SchemaVersionError": "pixsearch.db.errors",
+    "CheckReport": "pixsearch.db.check",
     "FILTER_FIELDS": "pixsearch.db.filters",
     "Filter": "pixsearch.db.filters",
     "parse_filter": "pixsearch.db.filters",
@@ -38,8 +40,10 @@ _EXPORTS = {
 __all__ = [
     "FILTER_FIELDS",
     "BundleMismatchError",
+    "CheckReport",
     "DatabaseError",
     "DatabaseLockedError",
+    "DatabaseNotFoundError",
     "DatabaseStats",
     "Filter",
     "ImageDecodeError",
@@ -71,10 +75,12 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from pixsearch.db.check import CheckReport
     from pixsearch.db.errors import (
         BundleMismatchError,
         DatabaseError,
         DatabaseLockedError,
+        DatabaseNotFoundError,
         InvalidInputError,
         MissingExtraError,
         PixsearchError,
