@@ -14,7 +14,6 @@ Issue 19's target: a peak RSS of at most 1 GB.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
@@ -27,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PRACTICUM, cache_dir, emit, machine  # noqa: E402
+from _common import PRACTICUM, cache_dir, emit, machine
 
 DEEP_SIDE = 13_000
 
