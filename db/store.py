@@ -158,6 +158,14 @@ class PhotoStore:
             )
         return path.is_dir()
 
+    def require(self) -> None:
+        """Raise ``DatabaseNotFoundError`` (naming the path) unless there is a database here."""
+        if not self.exists():
+            raise DatabaseNotFoundError(
+                f"there is no pixsearch database at {self.uri}: check --db (or "
+                "$PIXSEARCH_DB), or create one with `pixsearch index PHOTOS`"
+            )
+
     def _connect(self, *, create: bool = False) -> Any:
         """Connect; a local folder is made only when ``create`` (a read never makes one)."""
         if self._db is None:
@@ -165,10 +173,7 @@ class PhotoStore:
 
             if not self.exists():
                 if not create:
-                    raise DatabaseNotFoundError(
-                        f"there is no pixsearch database at {self.uri}: check --db (or "
-                        "$PIXSEARCH_DB), or create one with `pixsearch index PHOTOS`"
-                    )
+                    self.require()
                 with _translated_errors(f"create the database folder {self.uri}"):
                     self.local_path.mkdir(parents=True, exist_ok=True)
             with _translated_errors(f"open the database at {self.uri}"):
@@ -360,7 +365,7 @@ class PhotoStore:
         from filelock import FileLock, Timeout
 
         if not create:
-            self._connect()  # raises when there is no database here
+            self.require()
         self._connect(create=True)
         lock = FileLock(os.path.join(self.local_path, LOCK_FILE))
         try:

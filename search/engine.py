@@ -146,6 +146,8 @@ class ImageSearch:
         from pixsearch.indexer.batch import run_reindex
 
         source = None if path is None else os.fspath(path)
+        if source is None:
+            self.store.require()  # re-encoding what a database holds needs a database
         if source is not None and "://" not in source:
             source = os.path.expanduser(source)
         return run_reindex(

@@ -67,7 +67,9 @@ def test_db_at_a_regular_file_names_the_path(indexed, tmp_path: Path, command) -
     assert target.read_text() == "not a database"
 
 
-@pytest.mark.parametrize("command", [["info"], ["search", "a cat"], ["policy"], ["remove", "/x"]])
+@pytest.mark.parametrize(
+    "command", [["info"], ["search", "a cat"], ["policy"], ["remove", "/x"], ["reindex"]]
+)
 def test_reads_of_a_missing_database_name_it_and_create_nothing(tmp_path: Path, command) -> None:
     typo = tmp_path / "typo"
     code, output = _run(*command, "--db", str(typo))
