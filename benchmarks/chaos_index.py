@@ -1,8 +1,9 @@
 """Chaos: ``pixsearch index`` killed with SIGKILL at random moments loses and doubles nothing.
 
 Copies ~300 practicum photos into a temporary folder, then runs ``pixsearch index`` on it 20
-times, each killed with SIGKILL at a random moment of a full run (before each run a few
-photos are touched or rewritten, so that every run has work to do), then once to the end.
+times, each killed with SIGKILL at a random moment of a full run (before each run photos are
+re-saved, touched, swapped, taken out and put back, so that every run encodes, updates and
+removes), then once to the end.
 Prints the rows, duplicate ids and paths (must be 0), photos missing from the database and
 rows of no photo (must be 0), and the indexes present against those a table of that size
 must have (the scalar indexes from the first row; the vector index from
@@ -54,15 +55,27 @@ def _run(folder: Path, db: Path, kill_after: float | None) -> tuple[str, float]:
         return "killed", time.perf_counter() - started
 
 
-def _disturb(folder: Path, rng: random.Random) -> None:
-    """Touch five photos and swap the bytes of two, so that the next run has work to do."""
+def _disturb(folder: Path, held: Path, rng: random.Random) -> None:
+    """Give the next run work of every kind: 40 photos re-saved (new content, re-encoded),
+    5 touched (same content), 2 swapped, 5 taken out and the 5 taken out before put back."""
+    from PIL import Image
+
     photos = sorted(folder.glob("*.jpg"))
+    for path in rng.sample(photos, 40):
+        with Image.open(path) as image:
+            image.load()
+        image.save(path, quality=rng.randint(70, 95))
     for path in rng.sample(photos, 5):
         os.utime(path, ns=(time.time_ns(), time.time_ns()))
     a, b = rng.sample(photos, 2)
     data_a, data_b = a.read_bytes(), b.read_bytes()
     a.write_bytes(data_b)
     b.write_bytes(data_a)
+    back = sorted(held.glob("*.jpg"))
+    for path in rng.sample(sorted(folder.glob("*.jpg")), 5):
+        path.rename(held / path.name)
+    for path in back:
+        path.rename(folder / path.name)
 
 
 def verify(folder: Path, db: Path) -> tuple[list[str], bool]:
@@ -112,8 +125,9 @@ def main() -> None:
         sys.exit(f"needs the practicum photos at {PRACTICUM}")
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="pixsearch-chaos-"))
-    folder, db = work / "photos", work / "db"
+    folder, db, held = work / "photos", work / "db", work / "held"
     folder.mkdir()
+    held.mkdir()
     for path in sorted(PRACTICUM.glob("*.jpg"))[: args.photos]:
         shutil.copyfile(path, folder / path.name)
     print(f"chaos: {args.photos} photos, {args.kills} SIGKILLs, seed {args.seed}, {machine()}")
@@ -123,11 +137,11 @@ def main() -> None:
     print(f"a full run from scratch takes {full:.1f} s")
     for run in range(1, args.kills + 1):
         if run > 1:
-            _disturb(folder, rng)
+            _disturb(folder, held, rng)
         kill_after = rng.uniform(0.2, full)
         outcome, seconds = _run(folder, db, kill_after)
         print(f"run {run:>2}: kill at {kill_after:5.1f} s -> {outcome} ({seconds:.1f} s)")
-    _disturb(folder, rng)
+    _disturb(folder, held, rng)
     outcome, seconds = _run(folder, db, None)
     print(f"final run: {outcome} ({seconds:.1f} s)")
     lines, healthy = verify(folder, db)
