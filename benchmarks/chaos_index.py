@@ -1,9 +1,11 @@
 """Chaos: ``pixsearch index`` killed with SIGKILL at random moments loses and doubles nothing.
 
 Copies ~300 practicum photos into a temporary folder, then runs ``pixsearch index`` on it 20
-times, each killed with SIGKILL at a random moment of a full run (before each run photos are
+times, each killed with SIGKILL at a random moment of a from-scratch run's duration, then once
+to the end. ``PIXSEARCH_WRITE_BATCH=32`` makes a commit every 32 photos, so kills fall before,
+between, inside and after commits and inside ``optimize``; before each run photos are
 re-saved, touched, swapped, taken out and put back, so that every run encodes, updates and
-removes), then once to the end.
+removes (a run that completes before its kill is said so).
 Prints the rows, duplicate ids and paths (must be 0), photos missing from the database and
 rows of no photo (must be 0), and the indexes present against those a table of that size
 must have (the scalar indexes from the first row; the vector index from
@@ -32,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import PRACTICUM, machine
 
 os.environ.setdefault("LANCEDB_LOG", "error")
+os.environ.setdefault("PIXSEARCH_WRITE_BATCH", "32")  # a commit every 32 photos: more to cut
 
 
 def _run(folder: Path, db: Path, kill_after: float | None) -> tuple[str, float]:

@@ -42,8 +42,8 @@ DECODE_BUDGET_BYTES = 384 * 2**20
 more than this is refused; one needing part of it waits while others hold the rest. JPEGs are
 decoded at reduced scale (a 180 MP JPEG needs ~12 MB); a PNG/TIFF/WebP is decoded whole, so
 this admits up to ~100 MP of RGB or ~200 MP of 16-bit grey (a 13000x13000 16-bit PNG: 338 MB).
-With the model sessions (~450 MB resident) it keeps indexing under 1 GB whatever the folder
-holds (``benchmarks/hostile_index.py``)."""
+Indexing 200 photos peaks at ~580 MB without it, so whatever the folder holds it stays under
+1 GB (``benchmarks/hostile_index.py``: 969 MB with two such PNGs and a 3 GB fake JPEG)."""
 HASH_CHUNK = 1 << 20
 """Bytes read at a time while hashing a photo file (files are never read whole into memory)."""
 
