@@ -1,11 +1,11 @@
 """Chaos: ``pixsearch index`` killed with SIGKILL at random moments loses and doubles nothing.
 
 Copies ~300 practicum photos into a temporary folder, then runs ``pixsearch index`` on it 20
-times, each killed with SIGKILL at a random moment of a from-scratch run's duration, then once
-to the end. ``PIXSEARCH_WRITE_BATCH=32`` makes a commit every 32 photos, so kills fall before,
-between, inside and after commits and inside ``optimize``; before each run photos are
-re-saved, touched, swapped, taken out and put back, so that every run encodes, updates and
-removes (a run that completes before its kill is said so).
+times, each killed with SIGKILL at a random moment: 0-2 s after its 0th-6th commit of a new
+table version (``PIXSEARCH_WRITE_BATCH=32``: a commit every 32 photos), so kills fall in
+start-up, between, inside and after commits and inside ``optimize``; then once to the end.
+Before each run photos are re-saved, touched, swapped, taken out and put back, so that every
+run encodes, updates and removes (a run that completes before its kill is said so).
 Prints the rows, duplicate ids and paths (must be 0), photos missing from the database and
 rows of no photo (must be 0), and the indexes present against those a table of that size
 must have (the scalar indexes from the first row; the vector index from
@@ -37,25 +37,40 @@ os.environ.setdefault("LANCEDB_LOG", "error")
 os.environ.setdefault("PIXSEARCH_WRITE_BATCH", "32")  # a commit every 32 photos: more to cut
 
 
-def _run(folder: Path, db: Path, kill_after: float | None) -> tuple[str, float]:
-    """One ``pixsearch index`` run, SIGKILLed after ``kill_after`` seconds (None: to the end)."""
+def _versions(db: Path) -> int:
+    """The photos table's latest version (0 before it exists); old manifests get cleaned up,
+    so this reads the newest one's number (Lance's v2 names count down from 2**64 - 1)."""
+    folder = db / "photos.lance" / "_versions"
+    numbers = [int(p.stem) for p in folder.glob("*.manifest")] if folder.is_dir() else []
+    return max((2**64 - 1 - n if n > 2**63 else n for n in numbers), default=0)
+
+
+def _run(folder: Path, db: Path, kill: tuple[int, float] | None) -> tuple[str, float]:
+    """One ``pixsearch index`` run; ``kill = (commits, seconds)``: SIGKILL it ``seconds`` after
+    it committed ``commits`` new table versions (None: let it finish)."""
     pixsearch = shutil.which("pixsearch") or "pixsearch"
     started = time.perf_counter()
+    before = _versions(db)
     process = subprocess.Popen(
         [pixsearch, "index", str(folder), "--db", str(db), "-q"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    try:
-        output, _ = process.communicate(timeout=kill_after)
-        return f"finished: {output.strip().splitlines()[0] if output.strip() else ''}", (
-            time.perf_counter() - started
-        )
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGKILL)
-        process.communicate()
-        return "killed", time.perf_counter() - started
+    if kill is not None:
+        commits, delay = kill
+        while process.poll() is None and _versions(db) - before < commits:
+            time.sleep(0.01)
+        deadline = time.perf_counter() + delay
+        while process.poll() is None and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            process.communicate()
+            return f"killed after {_versions(db) - before} commits", time.perf_counter() - started
+    output, _ = process.communicate()
+    lines = output.strip().splitlines()
+    return f"finished: {lines[0] if lines else ''}", time.perf_counter() - started
 
 
 def _disturb(folder: Path, held: Path, rng: random.Random) -> None:
@@ -134,16 +149,13 @@ def main() -> None:
     for path in sorted(PRACTICUM.glob("*.jpg"))[: args.photos]:
         shutil.copyfile(path, folder / path.name)
     print(f"chaos: {args.photos} photos, {args.kills} SIGKILLs, seed {args.seed}, {machine()}")
-    # How long a full run takes here (into a scratch database): kills fall anywhere in it.
-    _, full = _run(folder, work / "scratch-db", None)
-    shutil.rmtree(work / "scratch-db")
-    print(f"a full run from scratch takes {full:.1f} s")
     for run in range(1, args.kills + 1):
         if run > 1:
             _disturb(folder, held, rng)
-        kill_after = rng.uniform(0.2, full)
-        outcome, seconds = _run(folder, db, kill_after)
-        print(f"run {run:>2}: kill at {kill_after:5.1f} s -> {outcome} ({seconds:.1f} s)")
+        kill = (rng.randint(0, 6), rng.uniform(0.0, 2.0))
+        outcome, seconds = _run(folder, db, kill)
+        where = f"{kill[1]:.2f} s after commit {kill[0]}" if kill[0] else f"at {kill[1]:.2f} s"
+        print(f"run {run:>2}: kill {where:>22} -> {outcome} ({seconds:.1f} s)")
     _disturb(folder, held, rng)
     outcome, seconds = _run(folder, db, None)
     print(f"final run: {outcome} ({seconds:.1f} s)")
