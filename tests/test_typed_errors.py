@@ -11,7 +11,7 @@ import pytest
 from helpers import noise_image
 from typer.testing import CliRunner
 
-from pixsearch.db.errors import DatabaseError, InvalidInputError
+from pixsearch.db.errors import DatabaseError
 from pixsearch.db.schema import TABLE_NAME
 from pixsearch.search import ImageSearch
 from pixsearch.search.cli import app
@@ -52,7 +52,7 @@ def damaged(indexed, tmp_path: Path) -> Path:
 def test_damaged_schema_version_is_a_database_error(indexed, damaged, command) -> None:
     args = [str(indexed[0]) if part == "PHOTOS" else part for part in command]
     code, output = _run(*args, "--db", str(damaged))
-    assert code == DatabaseError.exit_code, output
+    assert code == 3, output
     assert "pixsearch.schema_version is 'abc', not a whole number" in output
 
 
@@ -88,7 +88,7 @@ def test_reads_of_a_missing_database_name_it_and_create_nothing(tmp_path: Path, 
 )
 def test_filters_the_column_cannot_hold_are_bad_input(indexed, where, words) -> None:
     code, output = _run("search", "a cat", "--db", str(indexed[1]), "--where", where)
-    assert code == InvalidInputError.exit_code, output
+    assert code == 2, output
     assert words in output and ".cargo" not in output
 
 
