@@ -159,7 +159,11 @@ class PhotoStore:
         return path.is_dir()
 
     def require(self) -> None:
-        """Raise ``DatabaseNotFoundError`` (naming the path) unless there is a database here."""
+        """Raise ``DatabaseNotFoundError`` (naming the path) unless there is a database here.
+
+        Every read calls it (one ``stat``): a read of a mistyped ``--db`` names the path instead
+        of answering "0 photos", and never creates the folder.
+        """
         if not self.exists():
             raise DatabaseNotFoundError(
                 f"there is no pixsearch database at {self.uri}: check --db (or "
@@ -210,6 +214,7 @@ class PhotoStore:
 
     def table_info(self) -> TableInfo | None:
         """The table's metadata (bundle id, dims, schema version), or None without a table."""
+        self.require()
         with _translated_errors(f"open the {self.table_name} table in {self.uri}"):
             schema = self._reader.schema()
         return None if schema is None else table_info(schema)
@@ -230,11 +235,13 @@ class PhotoStore:
     # -- reads ------------------------------------------------------------------------------
     def count(self, where: str | None = None) -> int:
         """Number of rows, optionally of those matching a SQL predicate."""
+        self.require()
         with _translated_errors("count rows"):
             return self._reader.count(where)
 
     def scan(self, columns: Sequence[str], where: str | None = None) -> pa.Table:
         """Read whole columns (optionally filtered) as an Arrow table."""
+        self.require()
         with _translated_errors("read the photos table"):
             return self._reader.scan(columns, where)
 
@@ -260,6 +267,7 @@ class PhotoStore:
         """
         columns = [*RESULT_COLUMNS, *extra_columns]
         vector = np.asarray(vector, dtype=np.float32)
+        self.require()
         with _translated_errors("search the photos table"):
             table = self._reader.dataset()
             if table is None:
@@ -428,6 +436,7 @@ class PhotoStore:
 
     def batches(self, columns: Sequence[str] | None = None) -> pa.RecordBatchReader:
         """Stream the whole table (optionally some columns) as Arrow record batches."""
+        self.require()
         with _translated_errors(f"read the {self.table_name} table"):
             if self._reader.dataset() is None:
                 raise self._no_table()
@@ -476,6 +485,7 @@ class PhotoStore:
 
     def has_vector_index(self) -> bool:
         """True when the ``vector`` column has an approximate index."""
+        self.require()
         with _translated_errors(f"read the indexes of the {self.table_name} table"):
             return self._reader.has_vector_index()
 
@@ -487,6 +497,7 @@ class PhotoStore:
         one version check instead of opening and querying the table (7 ms per search on 2
         cores); a setting written by another process is seen at the next call.
         """
+        self.require()
         with _translated_errors("read the database settings"):
             settings = self._settings_reader.dataset()
             if settings is None:
@@ -509,6 +520,7 @@ class PhotoStore:
 
     def version(self) -> int:
         """The table's current version number (0 without a table)."""
+        self.require()
         with _translated_errors(f"read the version of the {self.table_name} table"):
             return self._reader.version()
 
