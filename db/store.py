@@ -568,7 +568,7 @@ def _translated_errors(action: str) -> Iterator[None]:
         raise DatabaseError(f"could not {action}: {readable_error(error)}") from error
 
 
-_RUST_LOCATION = re.compile(r",?\s*(/[^\s,]*)?\.cargo/registry/\S*?\.rs:\d+(:\d+)?")
+_RUST_LOCATION = re.compile(r",?\s*[^\s,]*\.rs:\d+(:\d+)?")
 _OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>")
 
 
@@ -576,7 +576,8 @@ def readable_error(error: BaseException) -> str:
     """An error's message without Rust source locations or Python object reprs.
 
     >>> readable_error(ValueError("Invalid input, bad literal, "
-    ...     "/root/.cargo/registry/src/index.crates.io-1/lance-13.0.0/src/expr.rs:23:88"))
+    ...     "/root/.cargo/registry/src/index.crates.io-1/lance-13.0.0/src/expr.rs:23:88, "
+    ...     "/home/runner/work/lance/lance/rust/lance-datafusion/src/planner.rs:967:13"))
     'Invalid input, bad literal'
     >>> readable_error(OSError("cannot identify image file <_io.BytesIO object at 0x7fee54>"))
     'cannot identify image file (in memory)'
