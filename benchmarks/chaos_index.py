@@ -1,7 +1,7 @@
 """Chaos: ``pixsearch index`` killed with SIGKILL at random moments loses and doubles nothing.
 
 Copies ~300 practicum photos into a temporary folder, then runs ``pixsearch index`` on it 20
-times, each killed with SIGKILL at a random moment: 0-2 s after its 0th-6th commit of a new
+times, each killed with SIGKILL at a random moment: 0-0.6 s after its 0th-3rd commit of a new
 table version (``PIXSEARCH_WRITE_BATCH=32``: a commit every 32 photos), so kills fall in
 start-up, between, inside and after commits and inside ``optimize``; then once to the end.
 Before each run photos are re-saved, touched, swapped, taken out and put back, so that every
@@ -152,7 +152,7 @@ def main() -> None:
     for run in range(1, args.kills + 1):
         if run > 1:
             _disturb(folder, held, rng)
-        kill = (rng.randint(0, 6), rng.uniform(0.0, 2.0))
+        kill = (rng.randint(0, 3), rng.uniform(0.0, 0.6))
         outcome, seconds = _run(folder, db, kill)
         where = f"{kill[1]:.2f} s after commit {kill[0]}" if kill[0] else f"at {kill[1]:.2f} s"
         print(f"run {run:>2}: kill {where:>22} -> {outcome} ({seconds:.1f} s)")
