@@ -43,7 +43,7 @@ FILTERS = {
 
 def schema() -> pa.Schema:
     from pixsearch.indexer.models import ModelBundle
-    from pixsearch.indexer.pipeline import schema_for_bundle
+    from pixsearch.indexer.rows import schema_for_bundle
 
     return schema_for_bundle(ModelBundle.load())
 
@@ -86,6 +86,7 @@ def chunk_table(
             pa.array(np.zeros(count * fdim, np.float16)), fdim
         ),
         "caption": pa.nulls(count, pa.string()),
+        "caption_source": pa.array([""] * count),
         "child_score": pa.array(child),
         "restricted": pa.array(child >= 0.9),
         "indexed_at": pa.array([now] * count, pa.timestamp("us", tz="UTC")),

@@ -16,8 +16,13 @@ import pyarrow as pa
 
 from pixsearch.db.errors import DatabaseError
 
-SCHEMA_VERSION = 1
-"""Bumped on every incompatible change of the table layout; a newer one is refused."""
+SCHEMA_VERSION = 2
+"""Bumped on every incompatible change of the table layout; a newer one is refused, an older
+one is upgraded in place by the next writer (:data:`UPGRADES`).
+
+- 1: the first layout.
+- 2: ``caption_source`` (fingerprint of the caption files a row's caption came from).
+"""
 TABLE_NAME = "photos"
 
 _META_SCHEMA_VERSION = b"pixsearch.schema_version"
@@ -62,6 +67,9 @@ def photo_schema(
         # without decoding a photo again. float16 halves their size; heads run in float32.
         pa.field("features", pa.list_(pa.float16(), feature_dim), nullable=False),
         pa.field("caption", pa.string()),
+        # Which caption files the caption came from, with their size and mtime ("" without):
+        # a caption added, edited or deleted re-evaluates the row without decoding the photo.
+        pa.field("caption_source", pa.string(), nullable=False),
         pa.field("child_score", pa.float32(), nullable=False),
         pa.field("restricted", pa.bool_(), nullable=False),
         pa.field("indexed_at", pa.timestamp("us", tz="UTC"), nullable=False),
@@ -77,6 +85,11 @@ def photo_schema(
     return pa.schema(fields, metadata=metadata)
 
 
+UPGRADES: dict[int, dict[str, str]] = {2: {"caption_source": "CAST('' AS STRING)"}}
+"""Columns each schema version added, with the SQL value old rows get (an empty caption key
+makes the next run compare captions and re-evaluate those that have caption files)."""
+
+
 def table_info(schema: pa.Schema) -> TableInfo:
     """Read the pixsearch facts from a table schema (a table without them is schema 0).
 
@@ -87,6 +100,9 @@ def table_info(schema: pa.Schema) -> TableInfo:
     ... except DatabaseError as error:
     ...     print(str(error)[:79])
     the table's metadata is damaged: pixsearch.schema_version is 'abc', not a whole
+
+    A table upgraded in place keeps its old schema metadata (LanceDB cannot rewrite it without
+    copying the table); each upgrade marks its column's field metadata with its version.
     """
     meta = schema.metadata or {}
 
@@ -103,8 +119,14 @@ def table_info(schema: pa.Schema) -> TableInfo:
             )
         return int(value)
 
+    version = number(_META_SCHEMA_VERSION)
+    for upgrade, columns in UPGRADES.items():
+        for name in columns:
+            field_meta = schema.field(name).metadata if name in schema.names else None
+            if field_meta and field_meta.get(_META_SCHEMA_VERSION) == str(upgrade).encode():
+                version = max(version, upgrade)
     return TableInfo(
-        schema_version=number(_META_SCHEMA_VERSION),
+        schema_version=version,
         bundle_id=text(_META_BUNDLE_ID),
         space=text(_META_SPACE),
         vector_dim=number(_META_VECTOR_DIM),

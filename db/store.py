@@ -38,7 +38,14 @@ from pixsearch.db.errors import (
     SchemaVersionError,
 )
 from pixsearch.db.reader import TableReader
-from pixsearch.db.schema import RESULT_COLUMNS, SCHEMA_VERSION, TABLE_NAME, TableInfo, table_info
+from pixsearch.db.schema import (
+    RESULT_COLUMNS,
+    SCHEMA_VERSION,
+    TABLE_NAME,
+    UPGRADES,
+    TableInfo,
+    table_info,
+)
 
 os.environ.setdefault("LANCEDB_LOG", "error")  # quiet LanceDB's stderr unless asked
 
@@ -100,6 +107,7 @@ filters was slower (19-29 ms against 15-17) and less accurate (0.89-0.97 against
 so smaller tables keep ``POSTFILTER_MIN_SHARE``."""
 POSTFILTER_OVERFETCH = 3
 """Candidates fetched per expected surviving result on the post-filter path."""
+_SCHEMA_VERSION_KEY = "pixsearch.schema_version"
 _VECTOR_INDEX_TRAINED_ROWS = "index.{table}.vector.trained_rows"
 """Setting: rows a table's vector index was trained on; it is retrained once the table doubles."""
 
@@ -220,7 +228,8 @@ class PhotoStore:
         return None if schema is None else table_info(schema)
 
     def ensure_table(self, schema: pa.Schema) -> None:
-        """Create the table with ``schema`` or check that the existing one is compatible."""
+        """Create the table with ``schema``, or check that the existing one is compatible and
+        upgrade an older layout in place (callers hold the writer lock)."""
         expected = table_info(schema)
         self._connect(create=True)
         info = self.table_info()
@@ -231,6 +240,27 @@ class PhotoStore:
                 )
             return
         check_compatible(info, expected, self.uri)
+        self.upgrade()
+
+    def upgrade(self) -> bool:
+        """Add the columns of newer schema versions to an older table (one commit each, no
+        rewrite of the rows); True when something was added. Callers hold the writer lock."""
+        table = self._open()
+        if table is None:
+            return False
+        changed = False
+        for version, columns in UPGRADES.items():
+            missing = {name: sql for name, sql in columns.items() if name not in table.schema.names}
+            if not missing:
+                continue
+            with _translated_errors(f"upgrade the {self.table_name} table to schema {version}"):
+                table.add_columns(missing)
+                for name in missing:
+                    table.update_field_metadata(
+                        {"path": name, "metadata": {_SCHEMA_VERSION_KEY: str(version)}}
+                    )
+            changed = True
+        return changed
 
     # -- reads ------------------------------------------------------------------------------
     def count(self, where: str | None = None) -> int:
@@ -482,6 +512,40 @@ class PhotoStore:
                 )
                 self.set_setting(trained_key, str(rows))
             table.optimize(cleanup_older_than=KEEP_OLD_VERSIONS_FOR)
+
+    def index_health(self, *, vector_index_min_rows: int = VECTOR_INDEX_MIN_ROWS) -> dict[str, str]:
+        """Each index the table should have -> ``present``, ``missing`` or ``stale``.
+
+        Stale: rows committed after the index was last updated (a run killed between its last
+        commit and :meth:`optimize`), or a vector index trained on less than half the rows.
+        The vector index is expected from ``vector_index_min_rows`` rows on; an empty table (or
+        none) expects nothing. :meth:`optimize` makes every entry ``present``.
+        """
+        table = self._open()
+        if table is None:
+            return {}
+        with _translated_errors("read the indexes of the photos table"):
+            rows = int(table.count_rows())
+            if rows == 0:
+                return {}
+            found = {tuple(index.columns): index.name for index in table.list_indices()}
+            expected = list(_SCALAR_INDEXES)
+            if rows >= vector_index_min_rows or ("vector",) in found:
+                expected.append("vector")
+            health = {}
+            for column in expected:
+                name = found.get((column,))
+                if name is None:
+                    health[column] = "missing"
+                    continue
+                stats = table.index_stats(name)
+                unindexed = int(getattr(stats, "num_unindexed_rows", 0) or 0)
+                health[column] = "stale" if unindexed else "present"
+            if health.get("vector") == "present" and rows >= vector_index_min_rows:
+                key = _VECTOR_INDEX_TRAINED_ROWS.format(table=self.table_name)
+                if rows >= 2 * int(self.get_setting(key) or 0):
+                    health["vector"] = "stale"
+        return health
 
     def has_vector_index(self) -> bool:
         """True when the ``vector`` column has an approximate index."""

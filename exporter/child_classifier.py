@@ -171,7 +171,7 @@ def run_train_policy(
     ``person_recall=None`` trains the child classifier alone (no person gate)."""
     from pixsearch.exporter.features import image_features
     from pixsearch.indexer.models import ModelBundle
-    from pixsearch.indexer.pipeline import feature_source
+    from pixsearch.indexer.rows import feature_source
 
     bundle = ModelBundle.load(bundle_dir)
     log("reading captions and hashing photos")

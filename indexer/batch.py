@@ -1,21 +1,30 @@
-"""Batch reindexing: list photos, split them into shards, encode the shards on an engine
+"""The indexing job: list photos, read them ahead in threads, encode them in shards on an engine
 (in this process, or on Ray Data workers), write the rows to LanceDB from one driver.
 
-Two modes, picked from what the database holds:
+``pixsearch index`` and ``pixsearch reindex`` are this one job (:func:`run_index`,
+:func:`run_reindex`), in one of two modes picked from what the database holds:
 
-- **in place** (no table yet, or a table made by this very bundle, and a source given): new
-  and changed photos under the source are encoded and upserted in batches (one commit per
-  batch); photos gone from the source are removed at the end. A restart skips every photo
-  whose row already has the listed size and mtime.
+- **in place** (``index``; ``reindex`` when there is no table yet, or a table made by this very
+  bundle, and a source is given): photos whose size, mtime and caption files are unchanged
+  cost a ``stat``; new and changed ones are read once (hash and decode from the same bytes),
+  encoded and upserted in batches (one commit per ``write_batch`` rows or per
+  ``COMMIT_EVERY_SECONDS``), so a killed run loses at most one batch and the next run skips
+  what was committed. A photo whose content is already stored (a rename, a copy, an edited
+  caption) is not decoded: its row is copied and its caption re-evaluated. Rows of photos gone
+  from the source are removed at the end, except under folders that could not be listed.
 - **rebuild** (a table made by another bundle, or no source: "re-encode what is there"): rows
   are written to a staging table ``photos_staging_<job id>`` (the job id hashes the bundle id
   and the source), then replace ``photos`` in one commit when the job completes: searches see
   the old table until then, never a mix. Rows whose stored ``features`` came from the same image
   encoder are re-projected without decoding a photo. A restart skips ids already staged.
 
-Engines: ``local`` encodes shard after shard here (threads read and decode); ``ray`` runs
-:class:`ShardEncoder` in a Ray Data actor pool (``map_batches`` with ``ActorPoolStrategy``),
-so each worker loads the ONNX bundle once; Ray is imported only then (``pixsearch[ray]``).
+Either mode ends by building missing or stale indexes (:meth:`PhotoStore.index_health`), also
+when no photo changed: a run killed before its ``optimize`` leaves them for the next one.
+
+Engines: ``local`` reads ahead in a thread pool and encodes shard after shard here; ``ray``
+runs :class:`ShardEncoder` in a Ray Data actor pool (``map_batches`` with
+``ActorPoolStrategy``), so each worker loads the ONNX bundle once; Ray is imported only then
+(``pixsearch[ray]``).
 
 >>> import tempfile
 >>> from pixsearch.db.store import PhotoStore
@@ -28,147 +37,83 @@ True
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
-from pixsearch.db.environment import THREADS_ENV, reload_environment
+from pixsearch.db.environment import THREADS_ENV, environment, reload_environment
 from pixsearch.db.errors import InvalidInputError, MissingExtraError
 from pixsearch.db.schema import table_info
-from pixsearch.db.store import PhotoStore
-from pixsearch.indexer.errors import ImageDecodeError
-from pixsearch.indexer.pipeline import (
-    Indexer,
+from pixsearch.db.store import PhotoStore, check_compatible
+from pixsearch.indexer.report import (
+    BatchReport,
     IndexReport,
+    JobStatus,
     ProgressCallback,
-    feature_source,
-    photo_id,
-    schema_for_bundle,
+    StatusCallback,
 )
-from pixsearch.indexer.policy import photo_is_restricted
-from pixsearch.indexer.preprocess import load_photo
-from pixsearch.indexer.sources import PhotoSource, SourceEntry, open_source
+from pixsearch.indexer.rows import PhotoRead, RowMaker, feature_source, photo_id, read_photo
+from pixsearch.indexer.scan import PhotoEntry, caption_key
+from pixsearch.indexer.sources import PhotoSource, is_remote, open_source
+
+__all__ = ["BatchReport", "IndexReport", "JobStatus", "ShardEncoder", "run_index", "run_reindex"]
 
 log = logging.getLogger("pixsearch.batch")
 
 ENGINES = ("local", "ray")
 STAGING_PREFIX = "photos_staging_"
 DEFAULT_SHARD_SIZE = 64
-"""Photos per shard: the unit a worker decodes and encodes in one call."""
-DEFAULT_WRITE_BATCH = 256
-"""Rows per commit (a restart loses at most this many encoded rows)."""
+"""Photos per shard: the unit the encoder (or a Ray worker) decodes and encodes in one call."""
+DEFAULT_WRITE_BATCH = 512
+"""Rows per commit (``$PIXSEARCH_WRITE_BATCH`` overrides it); each commit is one LanceDB
+version, and a killed run loses at most this many encoded rows."""
 COMMIT_EVERY_SECONDS = 10.0
-"""A slow job also commits at least this often."""
+"""A slow run also commits at least this often, so a kill loses little work."""
+MAX_READ_WORKERS = 8
+"""Reader threads at most (default: CPUs + 2; reading and decoding release the GIL)."""
+READ_AHEAD_SHARDS = 2
+"""Photos read ahead of the encoder, in shards: readers decode the next shards while the
+encoder runs forward passes, and memory stays bounded (decoded 224x224 pixels only)."""
 RAY_EXTRA = 'pip install "pixsearch[ray]"'
+_NOT_UTF8 = "file name is not valid UTF-8; rename the file"
 
 
-@dataclass
-class JobStatus:
-    """Where a running job stands: photos done of total, rate, ETA, failures.
-
-    >>> JobStatus(done=50, total=200, failed=1, encoded=40, elapsed=10.0, done_at_start=10).line()
-    'reindex [local]: 50/200 photos (25%), 4.0 photos/s, ETA 38 s, 1 failed'
-    """
-
-    done: int
-    total: int
-    failed: int
-    encoded: int
-    elapsed: float
-    done_at_start: int = 0
-    """Photos found already done (resumed or unchanged) when the job started."""
-    engine: str = "local"
-
-    @property
-    def rate(self) -> float:
-        """Photos per second processed by this run."""
-        work = self.done - self.done_at_start
-        return work / self.elapsed if self.elapsed > 0 else 0.0
-
-    @property
-    def eta_seconds(self) -> float | None:
-        """Seconds left at the current rate (None before the first shard is done)."""
-        return (self.total - self.done) / self.rate if self.rate > 0 else None
-
-    def line(self) -> str:
-        """One line for people."""
-        percent = 100 * self.done // self.total if self.total else 100
-        eta = "ETA ?" if self.eta_seconds is None else f"ETA {_duration(self.eta_seconds)}"
-        return (
-            f"reindex [{self.engine}]: {self.done}/{self.total} photos ({percent}%), "
-            f"{self.rate:.1f} photos/s, {eta}, {self.failed} failed"
-        )
+def default_read_workers() -> int:
+    """Reader threads of the local engine: CPUs + 2, at most ``MAX_READ_WORKERS``."""
+    return min(MAX_READ_WORKERS, (os.cpu_count() or 2) + 2)
 
 
-StatusCallback = Callable[[JobStatus], None]
-"""Called as ``status(JobStatus)`` after each commit and once at the end."""
-
-
-@dataclass
-class BatchReport(IndexReport):
-    """What a batch job did: the indexer's counts plus the job's own facts."""
-
-    engine: str = "local"
-    mode: str = "in-place"
-    job_id: str = ""
-    shards: int = 0
-    commits: int = 0
-    resumed: int = 0
-    """Photos already written by an earlier, interrupted run of the same job (skipped)."""
-    reprojected: int = 0
-    """Rows made from stored features (same image encoder): no photo decoded."""
-    swapped: bool = False
-    """True when a staging table replaced ``photos`` (rebuild mode)."""
-
-    def summary(self) -> str:
-        """One line for people: the engine, counts, time and rate."""
-        work = self.encoded + self.reprojected + self.resumed + self.unchanged + self.removed
-        if not work and not self.failed:
-            return f"[{self.engine}] nothing to do"
-        extra = f"; resumed {self.resumed}, reprojected {self.reprojected}, mode {self.mode}"
-        return f"[{self.engine}] {super().summary()}{extra}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dictionary."""
-        data = super().to_dict()
-        data.update(
-            engine=self.engine,
-            mode=self.mode,
-            job_id=self.job_id,
-            shards=self.shards,
-            commits=self.commits,
-            resumed=self.resumed,
-            reprojected=self.reprojected,
-            swapped=self.swapped,
-        )
-        return data
+def default_write_batch() -> int:
+    """Rows per commit: ``$PIXSEARCH_WRITE_BATCH``, else ``DEFAULT_WRITE_BATCH``."""
+    return environment().write_batch or DEFAULT_WRITE_BATCH
 
 
 @dataclass
 class ShardResult:
-    """The rows a worker made from one shard, and the photos it could not read or decode."""
+    """What a worker made of one shard: rows of the photos it encoded, photos whose content is
+    already stored (rows made by the driver), photos it could not read or decode."""
 
     rows: pa.Table
     failed: list[tuple[str, str]] = field(default_factory=list)
     photos: int = 0
+    reused: list[PhotoRead] = field(default_factory=list)
 
 
 class ShardEncoder:
-    """Decodes and encodes one shard of photos into photos-table rows (runs on a worker).
+    """Reads, decodes and encodes one shard of photos into photos-table rows (on a worker).
 
     The model bundle is loaded once per encoder (per Ray actor); ``bundle_id`` guards against
-    a worker whose installed pixsearch carries another bundle. Read errors (``OSError``) and
-    undecodable photos are per-photo failures; any other exception fails the job.
+    a worker whose installed pixsearch carries another bundle. Photos whose content hash is in
+    ``reusable`` are read and hashed but not decoded. Read errors (``OSError``) and undecodable
+    photos are per-photo failures; any other exception fails the job.
 
     >>> import tempfile, os
     >>> from PIL import Image
@@ -189,69 +134,53 @@ class ShardEncoder:
         bundle: Any = None,
         bundle_dir: str | None = None,
         bundle_id: str | None = None,
-        read_threads: int = 4,
+        read_threads: int | None = None,
+        reusable: Iterable[str] = (),
     ) -> None:
         if bundle is None:
             bundle = _load_bundle(bundle_dir, bundle_id)
         self.bundle = bundle
         self.source = source
-        self.indexer = Indexer(None, bundle)  # type: ignore[arg-type]  # rows only, no store
-        self.read_threads = max(1, read_threads)
+        self.rows = RowMaker(bundle)
+        self.read_threads = max(1, read_threads or default_read_workers())
+        self.reusable = set(reusable)
 
-    def __call__(self, entries: Sequence[SourceEntry]) -> ShardResult:
-        """Encode ``entries`` (one shard); returns its rows in the photos schema."""
+    def __call__(self, entries: Sequence[PhotoEntry]) -> ShardResult:
+        """Read and encode ``entries`` (one shard)."""
         with ThreadPoolExecutor(self.read_threads, thread_name_prefix="pixsearch-read") as pool:
-            reads = list(pool.map(self._read_one, entries))
-        ok = [read for read in reads if read[1] is None]
-        failed = [(entry.path, error) for entry, error, *_ in reads if error is not None]
-        if not ok:
-            return ShardResult(self.indexer.schema.empty_table(), failed, len(entries))
-        pixels = np.stack([read[3].pixels for read in ok])
-        features, _logits = self.bundle.image_encoder.encode(pixels)
-        vectors = self.bundle.space.image_vectors(features)
-        scores = self.indexer.child_scores(features)
-        threshold = self.indexer.child_threshold()
-        now = datetime.now(UTC)
-        rows = []
-        for i, (entry, _error, content_hash, photo, sidecar) in enumerate(ok):
-            caption = sidecar or photo.description
-            rows.append(
-                {
-                    "id": photo_id(entry.path),
-                    "path": entry.path,
-                    "content_hash": content_hash,
-                    "size": entry.size,
-                    "mtime_ns": entry.mtime_ns,
-                    "width": photo.width,
-                    "height": photo.height,
-                    "format": photo.format,
-                    "vector": vectors[i],
-                    "features": features[i],
-                    "caption": caption,
-                    "child_score": float(scores[i]),
-                    "restricted": photo_is_restricted(scores[i], threshold, caption),
-                    "indexed_at": now,
-                }
-            )
-        return ShardResult(self.indexer.to_arrow(rows), failed, len(entries))
+            reads = list(pool.map(self.read, entries))
+        return self.encode(reads)
 
-    def _read_one(self, entry: SourceEntry) -> tuple[SourceEntry, str | None, str, Any, Any]:
-        """Read, hash and decode one photo: (entry as read, error, sha256, photo, caption)."""
-        try:
-            got = self.source.read(entry.path)
-        except OSError as error:
-            reason = getattr(error, "strerror", None) or str(error)
-            return entry, f"cannot read: {reason}", "", None, None
-        # Keep the listed size/mtime (what a restart compares) unless the object changed since.
-        read = got.entry
-        if read.size == entry.size and (read.mtime_ns == 0 or read.mtime_ns == entry.mtime_ns):
-            read = entry
-        try:
-            photo = load_photo(io.BytesIO(got.data), name="")
-        except ImageDecodeError as error:
-            return entry, str(error), "", None, None
-        content_hash = hashlib.sha256(got.data).hexdigest()
-        return read, None, content_hash, photo, self.source.sidecar_caption(entry)
+    def read(self, entry: PhotoEntry) -> PhotoRead:
+        """Read one photo (a reader thread's work)."""
+        return read_photo(self.source, entry, self.reusable)
+
+    def encode(self, reads: list[PhotoRead]) -> ShardResult:
+        """Encode the decoded photos of a shard in one forward pass; sort out the rest."""
+        failed = [(read.entry.path, read.error) for read in reads if read.error is not None]
+        ok = [read for read in reads if read.error is None]
+        decoded = [read for read in ok if read.photo is not None]
+        reused = [read for read in ok if read.photo is None]
+        return ShardResult(self.rows.encode(decoded), failed, len(reads), reused)
+
+
+def read_ahead(
+    read: Any, entries: Iterable[PhotoEntry], *, workers: int, window: int
+) -> Iterator[PhotoRead]:
+    """``read(entry)`` for each entry in a thread pool, yielded in order, at most ``window``
+    photos ahead of the consumer."""
+    with ThreadPoolExecutor(workers, thread_name_prefix="pixsearch-read") as pool:
+        queue: deque[Future[PhotoRead]] = deque()
+        pending = iter(entries)
+        for entry in pending:
+            queue.append(pool.submit(read, entry))
+            if len(queue) >= window:
+                break
+        while queue:
+            yield queue.popleft().result()
+            entry = next(pending, None)
+            if entry is not None:
+                queue.append(pool.submit(read, entry))
 
 
 def _load_bundle(bundle_dir: str | None, bundle_id: str | None) -> Any:
@@ -269,36 +198,63 @@ def _load_bundle(bundle_dir: str | None, bundle_id: str | None) -> Any:
 
 # -- engines ----------------------------------------------------------------------------------
 def _encode_local(
-    shards: list[list[SourceEntry]], source: PhotoSource, bundle: Any, workers: int | None
+    shards: list[list[PhotoEntry]],
+    source: PhotoSource,
+    bundle: Any,
+    workers: int | None,
+    reusable: set[str],
 ) -> Iterator[ShardResult]:
-    encoder = ShardEncoder(source=source, bundle=bundle, read_threads=workers or 4)
+    """Readers run ``READ_AHEAD_SHARDS`` shards ahead; this thread only encodes."""
+    encoder = ShardEncoder(source=source, bundle=bundle, read_threads=workers, reusable=reusable)
+    window = READ_AHEAD_SHARDS * max(len(shard) for shard in shards)
+    reads = read_ahead(
+        encoder.read,
+        (entry for shard in shards for entry in shard),
+        workers=encoder.read_threads,
+        window=window,
+    )
     for shard in shards:
-        yield encoder(shard)
+        yield encoder.encode([next(reads) for _ in shard])
 
 
 class _RayShardEncoder:
     """Ray Data actor: one input row = one shard (JSON entries); one output row per shard."""
 
-    def __init__(self, source: PhotoSource, bundle_dir: str, bundle_id: str, threads: int):
+    def __init__(
+        self,
+        source: PhotoSource,
+        bundle_dir: str,
+        bundle_id: str,
+        threads: int,
+        reusable: list[str],
+    ) -> None:
         os.environ.setdefault(THREADS_ENV, str(threads))  # before any session exists
         reload_environment()
-        self.encoder = ShardEncoder(source=source, bundle_dir=bundle_dir, bundle_id=bundle_id)
+        self.encoder = ShardEncoder(
+            source=source, bundle_dir=bundle_dir, bundle_id=bundle_id, reusable=reusable
+        )
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        out: dict[str, list[Any]] = {"rows": [], "failed": [], "photos": []}
+        out: dict[str, list[Any]] = {"rows": [], "failed": [], "photos": [], "reused": []}
         for text in batch.column("entries").to_pylist():
-            result = self.encoder([SourceEntry(**item) for item in json.loads(text)])
+            result = self.encoder([PhotoEntry(**item) for item in json.loads(text)])
             sink = pa.BufferOutputStream()
             with pa.ipc.new_stream(sink, result.rows.schema) as writer:
                 writer.write_table(result.rows)
             out["rows"].append(sink.getvalue().to_pybytes())
             out["failed"].append(json.dumps(result.failed))
             out["photos"].append(result.photos)
+            reused = [
+                {"entry": asdict(r.entry), "content_hash": r.content_hash, "caption": r.caption}
+                for r in result.reused
+            ]
+            out["reused"].append(json.dumps(reused))
         return pa.table(
             {
                 "rows": pa.array(out["rows"], pa.binary()),
                 "failed": pa.array(out["failed"], pa.string()),
                 "photos": pa.array(out["photos"], pa.int64()),
+                "reused": pa.array(out["reused"], pa.string()),
             }
         )
 
@@ -313,11 +269,12 @@ def _require_ray() -> None:
 
 
 def _encode_ray(
-    shards: list[list[SourceEntry]],
+    shards: list[list[PhotoEntry]],
     source: PhotoSource,
     bundle: Any,
     workers: int | None,
     cpus_per_worker: float,
+    reusable: set[str],
 ) -> Iterator[ShardResult]:
     _require_ray()
     import ray
@@ -338,6 +295,7 @@ def _encode_ray(
             "bundle_dir": str(getattr(bundle, "path", "")),
             "bundle_id": bundle.id,
             "threads": max(1, int(cpus_per_worker)),
+            "reusable": sorted(reusable),
         },
         batch_size=1,
         batch_format="pyarrow",
@@ -348,7 +306,11 @@ def _encode_ray(
         for row in block.to_pylist():
             rows = pa.ipc.open_stream(row["rows"]).read_all()
             failed = [tuple(pair) for pair in json.loads(row["failed"])]
-            yield ShardResult(rows, failed, int(row["photos"]))
+            reused = [
+                PhotoRead(PhotoEntry(**r["entry"]), r["content_hash"], caption=r["caption"])
+                for r in json.loads(row["reused"])
+            ]
+            yield ShardResult(rows, failed, int(row["photos"]), reused)
 
 
 # -- the job ----------------------------------------------------------------------------------
@@ -362,6 +324,29 @@ def job_id(bundle_id: str, source_uri: str | None) -> str:
     return hashlib.blake2b(key, digest_size=8).hexdigest()
 
 
+def run_index(
+    store: PhotoStore,
+    bundle: Any,
+    root: str | os.PathLike[str],
+    *,
+    remove_missing: bool = True,
+    include_hidden: bool = False,
+    progress: ProgressCallback | None = None,
+    wait_seconds: float = 0.0,
+    workers: int | None = None,
+) -> IndexReport:
+    """Index every photo under ``root`` (a folder, a photo file or an ``s3://`` prefix) in
+    place: the job's in-place mode on the local engine. See the module docstring."""
+    source = open_source(root, storage_options=store.storage_options, include_hidden=include_hidden)
+    job = _Job(
+        store, bundle, source, "local", DEFAULT_SHARD_SIZE, default_write_batch(), progress, None
+    )
+    job.workers, job.remove_missing = workers, remove_missing
+    with store.writer_lock(wait_seconds=wait_seconds):
+        job.in_place()
+        return job.finish().index_report()
+
+
 def run_reindex(
     store: PhotoStore,
     bundle: Any,
@@ -369,7 +354,7 @@ def run_reindex(
     *,
     engine: str = "local",
     shard_size: int = DEFAULT_SHARD_SIZE,
-    write_batch: int = DEFAULT_WRITE_BATCH,
+    write_batch: int | None = None,
     workers: int | None = None,
     cpus_per_worker: float = 1.0,
     progress: ProgressCallback | None = None,
@@ -384,6 +369,7 @@ def run_reindex(
     """
     if engine not in ENGINES:
         raise InvalidInputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    write_batch = default_write_batch() if write_batch is None else write_batch
     if shard_size < 1 or write_batch < 1:
         raise InvalidInputError("shard_size and write_batch must be at least 1")
     if engine == "ray":
@@ -413,93 +399,125 @@ class _Job:
         self.progress, self.status = progress, status
         self.workers: int | None = None
         self.cpus_per_worker = 1.0
-        self.schema = schema_for_bundle(bundle)
+        self.remove_missing = True
+        self.rows = RowMaker(bundle)
+        self.schema = self.rows.schema
         self.id = job_id(bundle.id, source.uri if source else None)
         self.report = BatchReport(engine=engine, job_id=self.id)
         self.started = time.perf_counter()
         self.done = self.done_at_start = self.total = 0
+        self.listed: set[str] = set()
+        """Ids of the photos the source listed (a content seen there is not "renamed")."""
+        self.moved: set[str] = set()
+        """Ids of old rows whose content was found under a new path (renames, not removals)."""
 
     # -- plan -------------------------------------------------------------------------------
     def run(self) -> BatchReport:
         info = self.store.table_info()
         if info is None and self.source is None:
-            return self._finish()
-        if info is not None:  # refuse a newer schema before touching anything
-            from pixsearch.db.store import check_compatible
-
-            expected = table_info(self.schema)
-            if info.bundle_id == expected.bundle_id:
-                check_compatible(info, expected, self.store.uri)
+            return self.finish()
+        if info is not None and info.bundle_id == self.bundle.id:
+            # refuse a newer schema before touching anything
+            check_compatible(info, table_info(self.schema), self.store.uri)
         same_bundle = info is not None and info.bundle_id == self.bundle.id
         if self.source is not None and (info is None or same_bundle):
-            self._in_place()
+            self.in_place()
         else:
             assert info is not None
             self._rebuild(same_encoder=info.feature_source == feature_source(self.bundle))
-        return self._finish()
+        return self.finish()
 
-    def _old_rows(self) -> dict[str, dict[str, Any]]:
-        if self.store.table_info() is None:
+    def _old_rows(self, store: PhotoStore) -> dict[str, dict[str, Any]]:
+        if store.table_info() is None:
             return {}
-        known = self.store.scan(["id", "path", "size", "mtime_ns"])
-        return {row["id"]: row for row in known.to_pylist()}
+        columns = ["id", "path", "size", "mtime_ns", "content_hash", "caption_source"]
+        return {row["id"]: row for row in store.scan(columns).to_pylist()}
 
-    def _listing(self) -> list[SourceEntry]:
+    def _listing(self) -> tuple[dict[str, PhotoEntry], list[str]]:
+        """The source's photos by id, and the folders or prefixes it could not list."""
         assert self.source is not None
         listing = self.source.list()
         self.report.skipped.extend(listing.skipped)
-        return listing.files
+        entries = {}
+        for entry in listing.files:
+            try:
+                entries[photo_id(entry.path)] = entry
+            except UnicodeEncodeError:
+                self.report.failed.append((entry.path, _NOT_UTF8))
+        return entries, listing.incomplete
 
-    def _in_place(self) -> None:
+    def in_place(self) -> None:
+        """New and changed photos of the source upserted; gone ones removed; indexes built."""
+        assert self.source is not None
         self.report.mode = "in-place"
         self.store.ensure_table(self.schema)
-        old = self._old_rows()
-        listed = self._listing()
+        old = self._old_rows(self.store)
+        entries, incomplete = self._listing()
+        self.listed = set(entries)
         todo = []
-        for entry in listed:
-            row = old.get(photo_id(entry.path))
-            if row and (row["size"], row["mtime_ns"]) == (entry.size, entry.mtime_ns):
+        for row_id, entry in entries.items():
+            if _unchanged(old.get(row_id), entry):
                 self.report.unchanged += 1
             else:
                 todo.append(entry)
-        self.total, self.done = len(listed), self.report.unchanged
+        self.total, self.done = len(entries), self.report.unchanged
         self.done_at_start = self.done
+        self._notify()
         self._encode_and_write(todo, self.store, old, upsert=True)
-        listed_ids = {photo_id(e.path) for e in listed}
-        assert self.source is not None
-        gone = [
-            i for i, row in old.items() if i not in listed_ids and self.source.contains(row["path"])
-        ]
-        self.report.removed = self.store.delete_ids(gone)
-        if self.report.encoded or self.report.removed:
+        changed = bool(self.report.added or self.report.updated or self.report.renamed)
+        if self.remove_missing:
+            gone = []
+            for row_id, row in old.items():
+                if row_id in entries or not self.source.contains(row["path"]):
+                    continue
+                if any(_under(row["path"], folder) for folder in incomplete):
+                    self.report.kept += 1
+                else:
+                    gone.append(row_id)
+            self.store.delete_ids(gone)
+            self.report.removed = len(set(gone) - self.moved)
+            changed = changed or bool(gone)
+        self._build_indexes(changed)
+
+    def _build_indexes(self, changed: bool) -> None:
+        """Optimize after changes, or when an index is missing or stale (a run killed before
+        its optimize, a table grown past the vector-index threshold)."""
+        if changed or any(state != "present" for state in self.store.index_health().values()):
             self.store.optimize()
 
     def _rebuild(self, *, same_encoder: bool) -> None:
         self.report.mode = "rebuild"
+        self.store.upgrade()
         staging = PhotoStore(
             self.store.uri,
             storage_options=self.store.storage_options,
             table=STAGING_PREFIX + self.id,
         )
         staging.ensure_table(self.schema)
-        staged = {
-            row["id"]: (row["size"], row["mtime_ns"])
-            for row in staging.scan(["id", "size", "mtime_ns"]).to_pylist()
-        }
-        old = self._old_rows()
-        entries: dict[str, SourceEntry] = {}
+        staged = self._old_rows(staging)
+        old = self._old_rows(self.store)
+        entries: dict[str, PhotoEntry] = {}
+        incomplete: list[str] = []
         if self.source is not None:
-            for entry in self._listing():
-                entries[photo_id(entry.path)] = entry
-        for row_id, row in old.items():  # rows outside the source are carried over
-            if row_id not in entries and not (self.source and self.source.contains(row["path"])):
-                entries[row_id] = SourceEntry(row["path"], row["size"], row["mtime_ns"])
-        to_encode: list[SourceEntry] = []
+            entries, incomplete = self._listing()
+        for row_id, row in old.items():
+            if row_id in entries:
+                continue
+            if self.source and self.source.contains(row["path"]):  # gone, unless unlisted
+                if not any(_under(row["path"], folder) for folder in incomplete):
+                    continue
+                self.report.kept += 1
+            # carried over: rows outside the source, and those under folders not listed
+            key = row["caption_source"]
+            if not is_remote(row["path"]):  # a local caption file may have changed since
+                key = caption_key(row["path"])[1]
+            entries[row_id] = PhotoEntry(row["path"], row["size"], row["mtime_ns"], caption_key=key)
+        to_encode: list[PhotoEntry] = []
         to_reproject: set[str] = set()
         for row_id, entry in entries.items():
-            if staged.get(row_id) == (entry.size, entry.mtime_ns):
+            if _unchanged(staged.get(row_id), entry):
                 self.report.resumed += 1
-            elif same_encoder and row_id in old and _same_file(old[row_id], entry):
+            elif same_encoder and _unchanged(old.get(row_id), entry):
                 to_reproject.add(row_id)
             else:
                 to_encode.append(entry)
@@ -521,14 +539,13 @@ class _Job:
     # -- work -------------------------------------------------------------------------------
     def _reproject(self, ids: set[str], staging: PhotoStore) -> None:
         """New vectors and policy fields from stored features, streamed through the old table."""
-        indexer = Indexer(None, self.bundle)  # type: ignore[arg-type]
         for batch in self.store.batches(self.schema.names):
             rows = pa.Table.from_batches([batch])
             mask = pa.array([i in ids for i in rows.column("id").to_pylist()])
             rows = rows.filter(mask)
             if rows.num_rows == 0:
                 continue
-            staging.add(reproject_rows(rows, self.schema, self.bundle, indexer))
+            staging.add(self.rows.reproject(rows))
             self.report.reprojected += rows.num_rows
             self.report.updated += rows.num_rows
             self.report.commits += 1
@@ -537,7 +554,7 @@ class _Job:
 
     def _encode_and_write(
         self,
-        todo: list[SourceEntry],
+        todo: list[PhotoEntry],
         target: PhotoStore,
         old: dict[str, dict[str, Any]],
         *,
@@ -547,41 +564,90 @@ class _Job:
         self.report.shards = len(shards)
         if not shards:
             return
+        # In place, stored content is reused (renames, copies, caption edits): path by hash.
+        known = {row["content_hash"]: row for row in old.values()} if upsert else {}
         source = self.source or open_source(".", storage_options=self.store.storage_options)
         pending: list[pa.Table] = []
+        reuse: list[PhotoRead] = []
         last_commit = time.monotonic()
 
         def commit() -> None:
             nonlocal last_commit
-            if pending:
-                rows = pa.concat_tables(pending)
+            if reuse:
+                pending.append(self._reused_rows(reuse, source))
+                reuse.clear()
+            rows = pa.concat_tables(pending) if pending else None
+            pending.clear()
+            if rows is not None and rows.num_rows:
                 (target.upsert if upsert else target.add)(rows)
-                pending.clear()
                 self.report.commits += 1
-                last_commit = time.monotonic()
+            last_commit = time.monotonic()
 
         results: Iterable[ShardResult]
         if self.engine == "ray":
-            results = _encode_ray(shards, source, self.bundle, self.workers, self.cpus_per_worker)
+            results = _encode_ray(
+                shards, source, self.bundle, self.workers, self.cpus_per_worker, set(known)
+            )
         else:
-            results = _encode_local(shards, source, self.bundle, self.workers)
+            results = _encode_local(shards, source, self.bundle, self.workers, set(known))
         try:
             for result in results:
                 pending.append(result.rows)
-                ids = result.rows.column("id").to_pylist()
-                self.report.encoded += len(ids)
-                self.report.updated += sum(1 for i in ids if i in old)
-                self.report.added += sum(1 for i in ids if i not in old)
+                reuse.extend(result.reused)
+                for row_id in result.rows.column("id").to_pylist():
+                    self._count(row_id, old, None)
+                for read in result.reused:
+                    self._count(photo_id(read.entry.path), old, known.get(read.content_hash))
+                self.report.encoded += result.rows.num_rows
                 self.report.failed.extend(result.failed)
                 self.done += result.photos
-                due = time.monotonic() - last_commit >= COMMIT_EVERY_SECONDS
-                if due or sum(t.num_rows for t in pending) >= self.write_batch:
+                waiting = sum(t.num_rows for t in pending) + len(reuse)
+                if waiting >= self.write_batch or (
+                    time.monotonic() - last_commit >= COMMIT_EVERY_SECONDS
+                ):
                     commit()
                 self._notify()
         except BaseException:
             commit()  # keep what was encoded: a restart skips it
             raise
         commit()
+
+    def _count(
+        self, row_id: str, old: dict[str, dict[str, Any]], same_content: dict[str, Any] | None
+    ) -> None:
+        """Count one new row: updated (same path), renamed (content whose old path is gone)
+        or added (a new photo, or a copy)."""
+        if row_id in old:
+            self.report.updated += 1
+        elif same_content is not None and same_content["id"] not in self.listed:
+            self.report.renamed += 1
+            self.moved.add(same_content["id"])
+        else:
+            self.report.added += 1
+
+    def _reused_rows(self, reads: list[PhotoRead], source: PhotoSource) -> pa.Table:
+        """Rows for photos whose content is stored: copied from the stored row (looked up by
+        hash), or encoded after all when that row is gone meanwhile."""
+        hashes = sorted({read.content_hash for read in reads})
+        where = "content_hash IN (" + ", ".join(f"'{h}'" for h in hashes) + ")"
+        stored = {
+            row["content_hash"]: row
+            for row in self.store.scan(self.schema.names, where=where).to_pylist()
+        }
+        found = [read for read in reads if read.content_hash in stored]
+        self.report.reused += len(found)
+        tables = [self.rows.reuse(found, stored)]
+        vanished = [
+            read_photo(source, read.entry, set())
+            for read in reads
+            if read.content_hash not in stored
+        ]
+        if vanished:
+            result = ShardEncoder(source=source, bundle=self.bundle).encode(vanished)
+            self.report.encoded += result.rows.num_rows
+            self.report.failed.extend(result.failed)
+            tables.append(result.rows)
+        return pa.concat_tables(tables)
 
     def _notify(self) -> None:
         if self.progress:
@@ -600,7 +666,7 @@ class _Job:
             engine=self.engine,
         )
 
-    def _finish(self) -> BatchReport:
+    def finish(self) -> BatchReport:
         self.report.seconds = time.perf_counter() - self.started
         self._notify()
         for path, reason in self.report.failed:
@@ -608,41 +674,20 @@ class _Job:
         return self.report
 
 
-def _same_file(row: dict[str, Any], entry: SourceEntry) -> bool:
-    return (row["path"], row["size"], row["mtime_ns"]) == (entry.path, entry.size, entry.mtime_ns)
+def _under(path: str, folder: str) -> bool:
+    """True when ``path`` is ``folder`` or lies under it (local path or object-store URI).
+
+    >>> _under("/p/a/x.jpg", "/p/a"), _under("/p/ab/x.jpg", "/p/a"), _under("s3://b/p/x", "s3://b/p/")
+    (True, False, True)
+    """
+    separator = "/" if is_remote(folder) else os.sep
+    base = folder.rstrip(separator)
+    return path == base or path.startswith(base + separator)
 
 
-def reproject_rows(rows: pa.Table, schema: pa.Schema, bundle: Any, indexer: Any) -> pa.Table:
-    """Rows with new ``vector``, ``child_score`` and ``restricted`` from their ``features``."""
-    features_column = rows.column("features").combine_chunks()
-    width = features_column.type.list_size
-    features = (
-        features_column.values.to_numpy(zero_copy_only=False).reshape(-1, width).astype(np.float32)
-    )
-    vectors = np.asarray(bundle.space.image_vectors(features), dtype=np.float32)
-    scores = indexer.child_scores(features)
-    threshold = indexer.child_threshold()
-    captions = rows.column("caption").to_pylist()
-    restricted = [
-        photo_is_restricted(score, threshold, caption)
-        for score, caption in zip(scores, captions, strict=True)
-    ]
-    replacements = {
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), vectors.shape[1]),
-        "child_score": pa.array(scores, type=pa.float32()),
-        "restricted": pa.array(restricted, type=pa.bool_()),
-        "indexed_at": pa.array([datetime.now(UTC)] * rows.num_rows, type=pa.timestamp("us", "UTC")),
-    }
-    for name, column in replacements.items():
-        rows = rows.set_column(rows.schema.get_field_index(name), schema.field(name), column)
-    return rows.select(schema.names).cast(schema)
-
-
-def _duration(seconds: float) -> str:
-    """``95`` -> ``'1m35s'``, ``38.2`` -> ``'38 s'``."""
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    minutes, rest = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{rest:02d}s"
-    return f"{minutes // 60}h{minutes % 60:02d}m"
+def _unchanged(row: dict[str, Any] | None, entry: PhotoEntry) -> bool:
+    """True when a stored row was made from this very file and caption files (stat only)."""
+    if row is None:
+        return False
+    stored = (row["path"], row["size"], row["mtime_ns"], row["caption_source"] or "")
+    return stored == (entry.path, entry.size, entry.mtime_ns, entry.caption_key)

@@ -8,7 +8,7 @@ e.g. ``aws_endpoint``, ``aws_access_key_id``, ``allow_http``) or else from the u
 Sources are picklable, so that batch workers on other machines can read with them.
 
 >>> import tempfile, pathlib
->>> root = pathlib.Path(tempfile.mkdtemp())
+>>> root = pathlib.Path(tempfile.mkdtemp()).resolve()
 >>> _ = (root / "cat.jpg").write_bytes(b"not really a jpeg")
 >>> source = open_source(str(root))
 >>> [pathlib.Path(e.path).name for e in source.list().files]
@@ -21,17 +21,24 @@ b'not really a jpeg'
 
 from __future__ import annotations
 
+import io
 import os
 import posixpath
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, BinaryIO
 
 from pixsearch.db.errors import InvalidInputError
 from pixsearch.indexer.preprocess import SUPPORTED_SUFFIXES
-from pixsearch.indexer.scan import KNOWN_UNSUPPORTED_SUFFIXES, scan_photos
+from pixsearch.indexer.scan import (
+    KNOWN_UNSUPPORTED_SUFFIXES,
+    Listing,
+    PhotoEntry,
+    caption_candidates,
+    scan_photos,
+)
 
 SIDECAR_MAX_BYTES = 10_000
-"""Only the first 10 kB of a sidecar caption are read (as the local indexer does)."""
+"""Only the first 10 kB of a sidecar caption are read."""
 
 _OPTION_KEYS = {
     "access_key": ("aws_access_key_id", "access_key_id"),
@@ -50,34 +57,11 @@ def is_remote(uri: str | os.PathLike[str]) -> bool:
 
 
 @dataclass(frozen=True)
-class SourceEntry:
-    """One photo of a source: its path (absolute local path, or full URI), size and mtime.
-
-    ``etag`` is the object store's entity tag when known (listing through ``pyarrow.fs`` does
-    not return it; a read does); ``sidecar`` is the caption file found next to it, if any.
-    """
-
-    path: str
-    size: int
-    mtime_ns: int
-    etag: str | None = None
-    sidecar: str | None = None
-
-
-@dataclass
-class Listing:
-    """The photos of a source, and what was passed over with the reason."""
-
-    files: list[SourceEntry] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
 class PhotoBytes:
     """A photo's bytes and the entry as read (size/mtime/etag of the bytes actually read)."""
 
     data: bytes
-    entry: SourceEntry
+    entry: PhotoEntry
 
 
 class PhotoSource:
@@ -98,8 +82,8 @@ class PhotoSource:
         self.remote = is_remote(text)
         if self.remote:
             self.uri = text
-        else:
-            self.uri = os.path.abspath(os.path.expanduser(text.removeprefix("file://")))
+        else:  # canonical: a root reached through a symbolic link is the same root
+            self.uri = os.path.realpath(os.path.expanduser(text.removeprefix("file://")))
         self.storage_options = dict(storage_options or {})
         self.include_hidden = include_hidden
         self._fs: Any = None
@@ -118,9 +102,7 @@ class PhotoSource:
         if not self.remote:
             if not os.path.exists(self.uri):
                 raise InvalidInputError(f"{self.uri} does not exist: give a folder or photo file")
-            scan = scan_photos(self.uri, include_hidden=self.include_hidden)
-            files = [SourceEntry(e.path, e.size, e.mtime_ns) for e in scan.files]
-            return Listing(files, list(scan.skipped))
+            return scan_photos(self.uri, include_hidden=self.include_hidden)
         return self._list_remote()
 
     def _list_remote(self) -> Listing:
@@ -128,15 +110,20 @@ class PhotoSource:
 
         fs, root = self._filesystem_and_path(self.uri)
         scheme = self.uri.split("://", 1)[0]
-        info = fs.get_file_info(root)
-        if info.type == pafs.FileType.File:
-            infos = [info]
-        elif info.type == pafs.FileType.Directory:
-            infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
-        else:
-            raise InvalidInputError(f"{self.uri} does not exist: give a prefix or object URI")
         listing = Listing()
-        names = {i.path for i in infos if i.type == pafs.FileType.File}
+        try:
+            info = fs.get_file_info(root)
+            if info.type == pafs.FileType.File:
+                infos = [info]
+            elif info.type == pafs.FileType.Directory:
+                infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+            else:
+                raise InvalidInputError(f"{self.uri} does not exist: give a prefix or object URI")
+        except OSError as error:  # the store did not answer: nothing under it is known gone
+            listing.skipped.append((self.uri, f"cannot list: {error}"))
+            listing.incomplete.append(self.uri)
+            return listing
+        sizes = {i.path: (i.size, i.mtime_ns) for i in infos if i.type == pafs.FileType.File}
         for item in infos:
             if item.type != pafs.FileType.File:
                 continue
@@ -150,14 +137,18 @@ class PhotoSource:
                 continue
             if suffix not in SUPPORTED_SUFFIXES:
                 continue
-            stem = posixpath.splitext(item.path)[0]
-            sidecar = next((c for c in (item.path + ".txt", stem + ".txt") if c in names), None)
+            found = [c for c in caption_candidates(item.path) if c in sizes]
+            key = ";".join(
+                f"{c[len(posixpath.splitext(item.path)[0]) :]}:{sizes[c][0]}:{sizes[c][1] or 0}"
+                for c in found
+            )
             listing.files.append(
-                SourceEntry(
+                PhotoEntry(
                     uri,
                     int(item.size or 0),
                     int(item.mtime_ns or 0),
-                    sidecar=f"{scheme}://{sidecar}" if sidecar else None,
+                    sidecar=f"{scheme}://{found[0]}" if found else None,
+                    caption_key=key,
                 )
             )
         listing.files.sort(key=lambda e: e.path)
@@ -184,30 +175,50 @@ class PhotoSource:
             with open(path, "rb") as handle:
                 info = os.fstat(handle.fileno())
                 data = handle.read()
-            return PhotoBytes(data, SourceEntry(path, info.st_size, info.st_mtime_ns))
+            return PhotoBytes(data, PhotoEntry(path, info.st_size, info.st_mtime_ns))
         fs, key = self._filesystem_and_path(path)
         with fs.open_input_stream(key) as stream:
             data = stream.read()
             meta = _metadata(stream)
         etag = meta.get("ETag", "").strip('"') or None
         mtime_ns = _http_date_ns(meta.get("Last-Modified", ""))
-        return PhotoBytes(data, SourceEntry(path, len(data), mtime_ns, etag=etag))
+        return PhotoBytes(data, PhotoEntry(path, len(data), mtime_ns, etag=etag))
 
-    def sidecar_caption(self, entry: SourceEntry) -> str | None:
-        """The caption a user wrote next to a photo (``NAME.EXT.txt``, else ``NAME.txt``)."""
+    def open(self, path: str) -> tuple[BinaryIO, PhotoEntry]:
+        """An open binary handle on a photo (a local file is not read into memory) and the
+        entry as opened (its size and mtime now); raises ``OSError``."""
+        if not is_remote(path):
+            handle = open(path, "rb")  # noqa: SIM115  (the caller closes it)
+            info = os.fstat(handle.fileno())
+            return handle, PhotoEntry(path, info.st_size, info.st_mtime_ns)
+        got = self.read(path)
+        return io.BytesIO(got.data), got.entry
+
+    def sidecar_caption(self, entry: PhotoEntry) -> str | None:
+        """The caption a user wrote next to a photo: the first non-blank of ``NAME.EXT.txt``
+        and ``NAME.txt`` (its first 10 kB). Captions count for the content policy (a caption
+        about children restricts the photo) and are stored in the ``caption`` column."""
         if not is_remote(entry.path):
-            from pixsearch.indexer.pipeline import sidecar_caption
+            candidates: tuple[str, ...] = caption_candidates(entry.path)
+        else:
+            candidates = (entry.sidecar,) if entry.sidecar else ()
+        for candidate in candidates:
+            try:
+                raw = self._read_head(candidate, SIDECAR_MAX_BYTES)
+            except OSError:
+                continue
+            text = raw.decode("utf-8", "replace").strip()
+            if text:
+                return text
+        return None
 
-            return sidecar_caption(entry.path)
-        if entry.sidecar is None:
-            return None
-        try:
-            fs, key = self._filesystem_and_path(entry.sidecar)
-            with fs.open_input_stream(key) as stream:
-                raw = stream.read(SIDECAR_MAX_BYTES)
-        except OSError:
-            return None
-        return raw.decode("utf-8", "replace").strip() or None
+    def _read_head(self, path: str, limit: int) -> bytes:
+        if not is_remote(path):
+            with open(path, "rb") as handle:
+                return handle.read(limit)
+        fs, key = self._filesystem_and_path(path)
+        with fs.open_input_stream(key) as stream:
+            return stream.read(limit)
 
     def _filesystem_and_path(self, uri: str) -> tuple[Any, str]:
         """The ``pyarrow.fs`` filesystem for ``uri``'s scheme (made once) and the path in it."""

@@ -29,7 +29,7 @@ _EXPORTS = {
     "FILTER_FIELDS": "pixsearch.db.filters",
     "Filter": "pixsearch.db.filters",
     "parse_filter": "pixsearch.db.filters",
-    "IndexReport": "pixsearch.indexer.pipeline",
+    "IndexReport": "pixsearch.indexer.report",
     "ImageSearch": "pixsearch.search.engine",
     "clean_query": "pixsearch.search.engine",
     "DatabaseStats": "pixsearch.search.results",
@@ -88,6 +88,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from pixsearch.db.filters import FILTER_FIELDS, Filter, parse_filter
     from pixsearch.indexer.errors import ImageDecodeError, ModelBundleError
-    from pixsearch.indexer.pipeline import IndexReport
+    from pixsearch.indexer.report import IndexReport
     from pixsearch.search.engine import ImageSearch, clean_query
     from pixsearch.search.results import DatabaseStats, SearchResponse, SearchResult

@@ -24,12 +24,8 @@ from pixsearch.db.check import CheckReport
 from pixsearch.db.errors import DatabaseError, InvalidInputError
 from pixsearch.db.filters import Filter, combine
 from pixsearch.db.store import PhotoStore
-from pixsearch.indexer.pipeline import (
-    Indexer,
-    IndexReport,
-    ProgressCallback,
-    schema_for_bundle,
-)
+from pixsearch.indexer.report import IndexReport, ProgressCallback
+from pixsearch.indexer.rows import schema_for_bundle
 from pixsearch.search.locations import resolve_db
 from pixsearch.search.results import DatabaseStats, SearchResponse, SearchResult
 
@@ -112,11 +108,17 @@ class ImageSearch:
         progress: ProgressCallback | None = None,
         wait_seconds: float = 0.0,
     ) -> IndexReport:
-        """Add or refresh every photo under ``path``; files gone from it are removed."""
+        """Add or refresh every photo under ``path``; files gone from it are removed (except
+        under folders that could not be read: :attr:`IndexReport.kept`). ``path`` is taken
+        canonically: a symbolic link to an indexed folder is that folder."""
+        from pixsearch.indexer.batch import run_index
+
         folder = os.path.expanduser(os.fspath(path))
         if not os.path.exists(folder):
             raise InvalidInputError(f"{folder} does not exist: give a folder or photo file")
-        return Indexer(self.store, self.bundle).index(
+        return run_index(
+            self.store,
+            self.bundle,
             folder,
             remove_missing=remove_missing,
             include_hidden=include_hidden,
@@ -166,7 +168,7 @@ class ImageSearch:
         A path with no indexed photo at or under it raises ``InvalidInputError`` (a typo must
         not look like success) and nothing is removed.
         """
-        targets = [os.path.abspath(os.path.expanduser(os.fspath(p))) for p in paths]
+        targets = [os.path.realpath(os.path.expanduser(os.fspath(p))) for p in paths]
         with self.store.writer_lock(create=False):
             before = self.store.count()
             rows = self.store.scan(["id", "path"]).to_pylist()
@@ -299,8 +301,6 @@ class ImageSearch:
 
     def _repair_rows(self, report: CheckReport) -> list[str]:
         """Re-encode the rows a check found damaged from their (unchanged) photos."""
-        from pixsearch.indexer.pipeline import IndexReport
-
         ids = sorted({i for p in report.problems if p.kind == "rows" for i in p.ids})
         if not ids:
             return []
@@ -309,17 +309,33 @@ class ImageSearch:
             part = ids[start : start + 500]
             rows += self.store.rows_by_id(part, ["path", "content_hash"]).to_pylist()
         paths = [row["path"] for row in rows if _file_sha256(row["path"]) == row["content_hash"]]
-        indexer = Indexer(self.store, self.bundle)
-        encoded = list(indexer.encode_files(paths, IndexReport()))
-        if encoded:
-            self.store.upsert(indexer.to_arrow(encoded))
-        done = [f"re-encoded {len(encoded)} of {len(ids)} damaged rows from their photos"]
-        if len(encoded) < len(ids):
+        encoded = self._encode_files(paths)
+        done = [f"re-encoded {encoded} of {len(ids)} damaged rows from their photos"]
+        if encoded < len(ids):
             done.append(
-                f"{len(ids) - len(encoded)} damaged rows left: their photo is gone or changed "
+                f"{len(ids) - encoded} damaged rows left: their photo is gone or changed "
                 "since it was indexed; `pixsearch index` on its folder refreshes or removes them"
             )
         return done
+
+    def _encode_files(self, paths: list[str]) -> int:
+        """Decode and encode these photo files into rows (upserted); returns the rows written."""
+        from pixsearch.indexer.batch import ShardEncoder
+        from pixsearch.indexer.scan import PhotoEntry, caption_key
+        from pixsearch.indexer.sources import open_source
+
+        if not paths:
+            return 0
+        source = open_source(os.sep, storage_options=self.store.storage_options)
+        encoder = ShardEncoder(source=source, bundle=self.bundle)
+        entries = []
+        for path in paths:
+            info = os.stat(path)
+            key = caption_key(path)[1]
+            entries.append(PhotoEntry(path, info.st_size, info.st_mtime_ns, caption_key=key))
+        rows = encoder.encode([encoder.read(entry) for entry in entries]).rows
+        self.store.upsert(rows)
+        return rows.num_rows
 
     def _repair_indexes(self, report: CheckReport) -> list[str]:
         missing = [p.message for p in report.problems if p.kind == "index"]
@@ -345,6 +361,7 @@ class ImageSearch:
             schema_version=info.schema_version if info else None,
             table_version=self.store.version(),
             formats=dict(sorted(formats.items())),
+            indexes=self.store.index_health() if info is not None else {},
         )
 
 

@@ -118,6 +118,9 @@ class DatabaseStats:
     schema_version: int | None
     table_version: int
     formats: dict[str, int]
+    indexes: dict[str, str] = field(default_factory=dict)
+    """Each index the table should have -> ``present``, ``missing`` or ``stale`` (the next
+    ``index`` or ``reindex`` builds what is not present)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""

@@ -18,7 +18,7 @@ from pixsearch.db.errors import InvalidInputError, MissingExtraError
 from pixsearch.db.schema import photo_schema
 from pixsearch.db.store import PhotoStore
 from pixsearch.indexer.batch import STAGING_PREFIX, JobStatus, job_id, run_reindex
-from pixsearch.indexer.pipeline import feature_source
+from pixsearch.indexer.rows import feature_source
 from pixsearch.indexer.sources import PhotoBytes, PhotoSource
 from pixsearch.search import ImageSearch
 

@@ -79,6 +79,7 @@ def store_with_hostile_paths(tmp_path) -> PhotoStore:
             "vector": [1.0, 0.0],
             "features": np.zeros(2, np.float16),
             "caption": None,
+            "caption_source": "",
             "child_score": 0.0,
             "restricted": False,
             "indexed_at": datetime(2026, 1, 1, tzinfo=UTC),

@@ -141,6 +141,7 @@ def _rows(schema: pa.Schema, ids: list[str]) -> pa.Table:
             ),
             "features": pa.FixedSizeListArray.from_arrays(pa.array(np.ones(3 * n, np.float16)), 3),
             "caption": [None] * n,
+            "caption_source": [""] * n,
             "child_score": pa.array([0.0] * n, pa.float32()),
             "restricted": [False] * n,
             "indexed_at": [datetime.now(UTC)] * n,

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from pixsearch.db.store import PhotoStore
 from pixsearch.indexer.models import ModelBundle
-from pixsearch.indexer.pipeline import schema_for_bundle
+from pixsearch.indexer.rows import schema_for_bundle
 from pixsearch.search import Filter, ImageSearch
 
 BUNDLE_DIR = Path(__file__).resolve().parents[1] / "indexer" / "bundle"
@@ -73,6 +73,7 @@ def make_rows(
         "height": [480] * n,
         "format": list(formats),
         "caption": [None] * n,
+        "caption_source": [""] * n,
         "child_score": child_scores,
         "restricted": list(restricted),
         "indexed_at": [now] * n,

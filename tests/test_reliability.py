@@ -188,22 +188,22 @@ def test_large_jpeg_is_decoded_at_reduced_scale_close_to_a_full_decode(tmp_path:
 
 
 def test_file_deleted_or_replaced_between_scan_and_read(tmp_path: Path, monkeypatch) -> None:
-    from pixsearch.indexer import pipeline
+    from pixsearch.indexer.sources import PhotoSource
 
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(3):
         noise_image(photos / f"p{i}.png", i)
-    real_read = pipeline._read_one
+    real_read = PhotoSource.read
 
-    def racing_read(entry, reusable):
-        if entry.path.endswith("p0.png"):
-            os.remove(entry.path)
-        if entry.path.endswith("p1.png"):
-            noise_image(Path(entry.path), 42)  # replaced with other content
-        return real_read(entry, reusable)
+    def racing_read(self, path):  # the files change after the listing, before the read
+        if path.endswith("p0.png"):
+            os.remove(path)
+        if path.endswith("p1.png"):
+            noise_image(Path(path), 42)  # replaced with other content
+        return real_read(self, path)
 
-    monkeypatch.setattr(pipeline, "_read_one", racing_read)
+    monkeypatch.setattr(PhotoSource, "read", racing_read)
     engine = ImageSearch(tmp_path / "db")
     report = engine.index(photos)
     assert [Path(p).name for p, _ in report.failed] == ["p0.png"]

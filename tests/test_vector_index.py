@@ -39,6 +39,7 @@ def _rows(schema: pa.Schema, start: int, count: int) -> tuple[pa.Table, np.ndarr
                 pa.array(np.zeros(count * 2, np.float16)), 2
             ),
             "caption": [None] * count,
+            "caption_source": [""] * count,
             "child_score": [0.0] * count,
             "restricted": [i % 4 == 0 for i in ids],
             "indexed_at": [datetime(2026, 1, 1, tzinfo=UTC)] * count,
