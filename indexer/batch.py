@@ -42,7 +42,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -165,7 +165,11 @@ class ShardEncoder:
 
 
 def read_ahead(
-    read: Any, entries: Iterable[PhotoEntry], *, workers: int, window: int
+    read: Callable[[PhotoEntry], PhotoRead],
+    entries: Iterable[PhotoEntry],
+    *,
+    workers: int,
+    window: int,
 ) -> Iterator[PhotoRead]:
     """``read(entry)`` for each entry in a thread pool, yielded in order, at most ``window``
     photos ahead of the consumer."""
