@@ -414,6 +414,8 @@ class _Job:
         """Ids of the photos the source listed (a content seen there is not "renamed")."""
         self.moved: set[str] = set()
         """Ids of old rows whose content was found under a new path (renames, not removals)."""
+        self.folders: set[str] = set()
+        """Local folders the listing read completely (canonical)."""
 
     # -- plan -------------------------------------------------------------------------------
     def run(self) -> BatchReport:
@@ -442,6 +444,7 @@ class _Job:
         assert self.source is not None
         listing = self.source.list()
         self.report.skipped.extend(listing.skipped)
+        self.folders = set(listing.folders)
         entries = {}
         for entry in listing.files:
             try:
@@ -472,7 +475,7 @@ class _Job:
         if self.remove_missing:
             gone = []
             for row_id, row in old.items():
-                if row_id in entries or not self.source.contains(row["path"]):
+                if row_id in entries or not self._in_scope(row["path"]):
                     continue
                 if any(_under(row["path"], folder) for folder in incomplete):
                     self.report.kept += 1
@@ -482,6 +485,12 @@ class _Job:
             self.report.removed = len(set(gone) - self.moved)
             changed = changed or bool(gone)
         self._build_indexes(changed)
+
+    def _in_scope(self, path: str) -> bool:
+        """True when the listing would have listed ``path`` if it existed: under the source's
+        root, or in a folder it read (one reached through a symbolic link)."""
+        assert self.source is not None
+        return self.source.contains(path) or os.path.dirname(path) in self.folders
 
     def _build_indexes(self, changed: bool) -> None:
         """Optimize after changes, or when an index is missing or stale (a run killed before
@@ -507,7 +516,7 @@ class _Job:
         for row_id, row in old.items():
             if row_id in entries:
                 continue
-            if self.source and self.source.contains(row["path"]):  # gone, unless unlisted
+            if self.source and self._in_scope(row["path"]):  # gone, unless not listed
                 if not any(_under(row["path"], folder) for folder in incomplete):
                     continue
                 self.report.kept += 1
@@ -533,7 +542,8 @@ class _Job:
         self._encode_and_write(to_encode, staging, old, upsert=False)
         # Every row is staged: one commit replaces the table; readers never see a mix.
         self.report.removed = len(set(old) - set(entries))
-        self.report.removed += sum(1 for path, _ in self.report.failed if photo_id(path) in old)
+        failed = {path for path, reason in self.report.failed if reason != _NOT_UTF8}
+        self.report.removed += sum(1 for path in failed if photo_id(path) in old)
         self.store.replace_all(staging.batches(), self.schema)
         self.report.swapped = True
         self.report.commits += 1

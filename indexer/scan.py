@@ -80,6 +80,9 @@ class Listing:
     files: list[PhotoEntry] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
+    """Local folders listed completely (canonical paths; a photo there that is not listed is
+    gone, also in a folder reached through a symbolic link from outside the root)."""
 
 
 def caption_candidates(photo_path: str) -> tuple[str, str]:
@@ -114,20 +117,22 @@ def caption_key(photo_path: str, names: set[str] | None = None) -> tuple[str | N
 def scan_photos(root: str | Path, *, include_hidden: bool = False) -> Listing:
     """Walk ``root`` (a folder or a single file) and list the supported photo files.
 
-    Symbolic links below the root are followed (paths keep their names); a directory reached
-    twice (a loop, or two links to one place) is walked once. Broken links are reported in
-    ``skipped``; folders that cannot be read in ``skipped`` and ``incomplete``.
+    Folders are named canonically (``realpath``): a photo has one path however it is reached
+    (through the root or a symbolic link to a folder, which is followed); file names are kept
+    as named. A directory reached twice (a loop, or two links to one place) is walked once.
+    Broken links are reported in ``skipped``; folders that cannot be read in ``skipped`` and
+    ``incomplete``.
     """
     result = Listing()
     root_path = Path(os.path.abspath(root))
     if root_path.is_file():
-        _consider(root_path, result, None)
+        _consider(Path(os.path.realpath(root_path.parent)) / root_path.name, result, None)
         return result
     seen_dirs: set[tuple[int, int]] = set()
 
     def unreadable(folder: str, error: OSError) -> None:
         result.skipped.append((folder, f"cannot read folder: {error.strerror or error}"))
-        result.incomplete.append(folder)
+        result.incomplete.append(os.path.realpath(folder))
 
     def on_error(error: OSError) -> None:
         unreadable(str(error.filename), error)
@@ -148,10 +153,12 @@ def scan_photos(root: str | Path, *, include_hidden: bool = False) -> Listing:
         if not include_hidden:
             dirnames[:] = [name for name in dirnames if not name.startswith(".")]
         dirnames.sort()
+        folder = os.path.realpath(dirpath)
+        result.folders.append(folder)
         names = set(filenames)
         for name in sorted(filenames):
             if include_hidden or not name.startswith("."):
-                _consider(Path(dirpath) / name, result, names)
+                _consider(Path(folder) / name, result, names)
     return result
 
 

@@ -80,10 +80,16 @@ class PhotoSource:
     ) -> None:
         text = os.fspath(uri)
         self.remote = is_remote(text)
+        self.roots: tuple[str, ...]
+        """The root, and (local) the path as given when a symbolic link led to it: rows stored
+        under either lie in this source."""
         if self.remote:
             self.uri = text
+            self.roots = (text.rstrip("/"),)
         else:  # canonical: a root reached through a symbolic link is the same root
-            self.uri = os.path.realpath(os.path.expanduser(text.removeprefix("file://")))
+            named = os.path.abspath(os.path.expanduser(text.removeprefix("file://")))
+            self.uri = os.path.realpath(named)
+            self.roots = tuple(dict.fromkeys(p.rstrip(os.sep) for p in (self.uri, named)))
         self.storage_options = dict(storage_options or {})
         self.include_hidden = include_hidden
         self._fs: Any = None
@@ -164,9 +170,8 @@ class PhotoSource:
         """
         if self.remote != is_remote(path):
             return False
-        base = self.uri.rstrip("/") if self.remote else self.uri.rstrip(os.sep)
         separator = "/" if self.remote else os.sep
-        return path == base or path.startswith(base + separator)
+        return any(path == base or path.startswith(base + separator) for base in self.roots)
 
     # -- reading ----------------------------------------------------------------------------
     def read(self, path: str) -> PhotoBytes:

@@ -203,6 +203,20 @@ def test_a_symlinked_root_is_the_same_root(tmp_path):
     assert engine.remove([link / "p0.png"]) == 1  # a path through the link names the photo
 
 
+def test_a_photo_has_one_path_however_its_folder_is_reached(tmp_path):
+    elsewhere = _photos(tmp_path / "elsewhere", 2)
+    root = tmp_path / "root"
+    _photos(root, 1, seed=7)
+    (root / "album").symlink_to(elsewhere, target_is_directory=True)
+    engine = ImageSearch(tmp_path / "db")
+    assert engine.index(root).added == 3
+    again = engine.index(root / "album")  # the linked folder itself, by its link name
+    assert (again.unchanged, again.added, again.renamed, again.removed) == (2, 0, 0, 0)
+    assert engine.index(elsewhere).unchanged == 2 and engine.store.count() == 3
+    (elsewhere / "p1.png").unlink()  # gone from a folder reached through the link
+    assert engine.index(root).removed == 1 and engine.store.count() == 2
+
+
 def test_a_rename_is_counted_once(tmp_path):
     photos = _photos(tmp_path / "photos", 2)
     engine = ImageSearch(tmp_path / "db")
