@@ -168,18 +168,20 @@ class ImageSearch:
         A path with no indexed photo at or under it raises ``InvalidInputError`` (a typo must
         not look like success) and nothing is removed.
         """
-        targets = [os.path.realpath(os.path.expanduser(os.fspath(p))) for p in paths]
+        given = [os.path.abspath(os.path.expanduser(os.fspath(p))) for p in paths]
         with self.store.writer_lock(create=False):
             before = self.store.count()
             rows = self.store.scan(["id", "path"]).to_pylist()
             ids: set[str] = set()
             unknown = []
-            for target in targets:
-                prefix = target.rstrip(os.sep) + os.sep
-                found = {row["id"] for row in rows if row["path"] == target}
-                found |= {row["id"] for row in rows if row["path"].startswith(prefix)}
+            for named in given:
+                found: set[str] = set()
+                for target in _as_indexed(named):
+                    prefix = target.rstrip(os.sep) + os.sep
+                    found |= {row["id"] for row in rows if row["path"] == target}
+                    found |= {row["id"] for row in rows if row["path"].startswith(prefix)}
                 if not found:
-                    unknown.append(target)
+                    unknown.append(named)
                 ids |= found
             if unknown:
                 raise InvalidInputError(
@@ -377,6 +379,15 @@ def _file_sha256(path: str) -> str | None:
     except OSError:
         return None
     return digest.hexdigest()
+
+
+def _as_indexed(path: str) -> set[str]:
+    """A path as given and as indexing names it (folders canonical, file names as named)."""
+    parent, name = os.path.split(path)
+    names = {path, os.path.join(os.path.realpath(parent), name)}
+    if os.path.isdir(path):
+        names.add(os.path.realpath(path))
+    return names
 
 
 def _profile(name: str) -> Any:
