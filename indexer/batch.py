@@ -342,9 +342,10 @@ def run_index(
     """Index every photo under ``root`` (a folder, a photo file or an ``s3://`` prefix) in
     place: the job's in-place mode on the local engine. See the module docstring."""
     source = open_source(root, storage_options=store.storage_options, include_hidden=include_hidden)
-    job = _Job(
-        store, bundle, source, "local", DEFAULT_SHARD_SIZE, default_write_batch(), progress, None
-    )
+    write_batch = default_write_batch()
+    # a shard is the unit of a commit too: a write batch smaller than a shard makes it smaller
+    shard_size = min(DEFAULT_SHARD_SIZE, write_batch)
+    job = _Job(store, bundle, source, "local", shard_size, write_batch, progress, None)
     job.workers, job.remove_missing = workers, remove_missing
     with store.writer_lock(wait_seconds=wait_seconds):
         job.in_place()
