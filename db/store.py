@@ -521,14 +521,12 @@ class PhotoStore:
         The vector index is expected from ``vector_index_min_rows`` rows on; an empty table (or
         none) expects nothing. :meth:`optimize` makes every entry ``present``.
         """
-        table = self._open()
-        if table is None:
-            return {}
-        with _translated_errors("read the indexes of the photos table"):
-            rows = int(table.count_rows())
+        with _translated_errors(f"read the indexes of the {self.table_name} table"):
+            dataset = self._reader.dataset()  # a metadata read: no LanceDB import for `info`
+            rows = 0 if dataset is None else int(dataset.count_rows())
             if rows == 0:
                 return {}
-            found = {tuple(index.columns): index.name for index in table.list_indices()}
+            found = {tuple(index.field_names): index.name for index in dataset.describe_indices()}
             expected = list(_SCALAR_INDEXES)
             if rows >= vector_index_min_rows or ("vector",) in found:
                 expected.append("vector")
@@ -538,13 +536,12 @@ class PhotoStore:
                 if name is None:
                     health[column] = "missing"
                     continue
-                stats = table.index_stats(name)
-                unindexed = int(getattr(stats, "num_unindexed_rows", 0) or 0)
+                unindexed = int(dataset.stats.index_stats(name).get("num_unindexed_rows") or 0)
                 health[column] = "stale" if unindexed else "present"
-            if health.get("vector") == "present" and rows >= vector_index_min_rows:
-                key = _VECTOR_INDEX_TRAINED_ROWS.format(table=self.table_name)
-                if rows >= 2 * int(self.get_setting(key) or 0):
-                    health["vector"] = "stale"
+        if health.get("vector") == "present" and rows >= vector_index_min_rows:
+            key = _VECTOR_INDEX_TRAINED_ROWS.format(table=self.table_name)
+            if rows >= 2 * int(self.get_setting(key) or 0):
+                health["vector"] = "stale"
         return health
 
     def has_vector_index(self) -> bool:
