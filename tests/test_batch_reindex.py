@@ -14,6 +14,7 @@ import pytest
 from helpers import noise_image
 from test_object_store import S3Server, bucket, s3  # noqa: F401  (fixtures)
 
+from pixsearch.db.environment import reload_environment
 from pixsearch.db.errors import InvalidInputError, MissingExtraError
 from pixsearch.db.schema import photo_schema
 from pixsearch.db.store import PhotoStore
@@ -199,6 +200,7 @@ def test_ray_job_from_s3_photos_into_an_s3_database_then_search(
     s3: S3Server,  # noqa: F811
     bucket: str,  # noqa: F811
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from helpers import copy_demo_photos
 
@@ -206,6 +208,8 @@ def test_ray_job_from_s3_photos_into_an_s3_database_then_search(
     for photo in demo.iterdir():
         s3.put(f"{bucket}/photos/demo/{photo.name}", photo.read_bytes())
     s3.put_photos(f"{bucket}/photos/generated", 286)
+    monkeypatch.setenv("PIXSEARCH_WRITE_BATCH", "128")  # 300 rows: 3 commits (default 512: 1)
+    reload_environment()
     engine = ImageSearch(f"{bucket}/db", storage_options=s3.options)
     seen: list[JobStatus] = []
     report = engine.reindex(f"{bucket}/photos/", engine="ray", status=seen.append)
