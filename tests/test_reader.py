@@ -52,6 +52,7 @@ def _rows(schema: pa.Schema, start: int, count: int) -> tuple[pa.Table, np.ndarr
                 pa.array(rng.normal(size=count * 2).astype(np.float16)), 2
             ),
             "caption": [None] * count,
+            "caption_source": [""] * count,
             "child_score": [float(i % 7) / 7 for i in ids],
             "restricted": [i % 4 == 0 for i in ids],
             "indexed_at": [datetime(2026, 1, 1, tzinfo=UTC)] * count,
