@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 from helpers import noise_image
@@ -20,6 +20,7 @@ from pixsearch.db.schema import photo_schema
 from pixsearch.db.store import PhotoStore
 from pixsearch.indexer.batch import STAGING_PREFIX, JobStatus, job_id, run_reindex
 from pixsearch.indexer.rows import feature_source
+from pixsearch.indexer.scan import PhotoEntry
 from pixsearch.indexer.sources import PhotoBytes, PhotoSource
 from pixsearch.search import ImageSearch
 
@@ -31,11 +32,11 @@ class CrashingSource(PhotoSource):
         super().__init__(uri, **kwargs)
         self.reads_ok = reads_ok
 
-    def read(self, path: str) -> PhotoBytes:
+    def open(self, path: str) -> tuple[BinaryIO, PhotoEntry]:
         if self.reads_ok <= 0:
             raise RuntimeError("simulated crash: the job dies here")
         self.reads_ok -= 1
-        return super().read(path)
+        return super().open(path)
 
 
 def _photos(folder: Path, count: int) -> Path:

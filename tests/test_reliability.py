@@ -194,16 +194,16 @@ def test_file_deleted_or_replaced_between_scan_and_read(tmp_path: Path, monkeypa
     photos.mkdir()
     for i in range(3):
         noise_image(photos / f"p{i}.png", i)
-    real_read = PhotoSource.read
+    real_open = PhotoSource.open
 
-    def racing_read(self, path):  # the files change after the listing, before the read
+    def racing_open(self, path):  # the files change after the listing, before the read
         if path.endswith("p0.png"):
             os.remove(path)
         if path.endswith("p1.png"):
             noise_image(Path(path), 42)  # replaced with other content
-        return real_read(self, path)
+        return real_open(self, path)
 
-    monkeypatch.setattr(PhotoSource, "read", racing_read)
+    monkeypatch.setattr(PhotoSource, "open", racing_open)
     engine = ImageSearch(tmp_path / "db")
     report = engine.index(photos)
     assert [Path(p).name for p, _ in report.failed] == ["p0.png"]
