@@ -18,9 +18,11 @@ from pixsearch.indexer.preprocess import load_photo
 
 _PEAK = """
 import resource, sys
-from pixsearch.indexer import pipeline
+from pixsearch.indexer.rows import read_photo
+from pixsearch.indexer.scan import PhotoEntry
+from pixsearch.indexer.sources import open_source
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-read = pipeline._read_one(pipeline.FileEntry(sys.argv[1], 0, 0), set())
+read = read_photo(open_source(sys.argv[1]), PhotoEntry(sys.argv[1], 0, 0), set())
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print((after - before) // 1024, read.error, read.photo is not None)
 """
