@@ -3,12 +3,42 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from pixsearch.indexer.models import sha256_file as sha256_file  # re-exported for the exporter
 
 OPSET = 18
+
+
+def float_graph_bytes(
+    nodes: list[Any],
+    name: str,
+    inputs: list[tuple[str, list[Any]]],
+    outputs: list[tuple[str, list[Any]]],
+    initializers: list[Any],
+) -> bytes:
+    """A hand-built float32 graph as checked, deterministic ONNX bytes (opset ``OPSET``, IR 8).
+
+    ``inputs``/``outputs`` are ``(name, shape)`` pairs, e.g. ``[("features", ["batch", 1280])]``.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        nodes,
+        name,
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n, shape in inputs],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n, shape in outputs],
+        initializer=initializers,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pixsearch-export"
+    )
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString(deterministic=True)
 
 
 def save_single_file(source: Path, target: Path) -> None:
@@ -66,7 +96,7 @@ def label_bridge_head(
     [N,d]``. ``fc_weight`` is ``[classes, features]`` as in ``torch.nn.Linear``.
     """
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     classes, feature_dim = fc_weight.shape
     dim = class_embeddings.shape[1]
@@ -102,19 +132,13 @@ def label_bridge_head(
         helper.make_node("Max", ["norm", "eps"], ["safe_norm"]),
         helper.make_node("Div", ["mixed", "safe_norm"], ["vectors"]),
     ]
-    graph = helper.make_graph(
+    return float_graph_bytes(
         nodes,
         "label_bridge_head",
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", feature_dim])],
-        [helper.make_tensor_value_info("vectors", TensorProto.FLOAT, ["batch", dim])],
-        initializer=initializers,
+        [("features", ["batch", feature_dim])],
+        [("vectors", ["batch", dim])],
+        initializers,
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pixsearch-export"
-    )
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString(deterministic=True)
 
 
 def label_bridge_reference(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pixsearch.db.errors import InvalidInputError
-from pixsearch.exporter._onnx_tools import OPSET
+from pixsearch.exporter._onnx_tools import float_graph_bytes
 from pixsearch.exporter.bundle_update import add_to_bundle
 from pixsearch.exporter.child_data import (
     DEFAULT_PERSON_RECALL,
@@ -71,8 +71,7 @@ def layers_reference(features: np.ndarray, layers: Layers) -> np.ndarray:
 def stages_to_onnx(stages: Sequence[Stage], feature_dim: int = 1280) -> bytes:
     """Serialised ONNX: ``features float32 [N,feature_dim]`` -> ``scores float32 [N]``, the
     sigmoid of the smallest shifted stage logit (one stage with shift 0: a plain classifier)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     if not stages:
         raise InvalidInputError("at least one stage is needed")
@@ -105,19 +104,13 @@ def stages_to_onnx(stages: Sequence[Stage], feature_dim: int = 1280) -> bytes:
         helper.make_node("Sigmoid", [current], ["prob"]),
         helper.make_node("Reshape", ["prob", "flat"], ["scores"]),
     ]
-    graph = helper.make_graph(
+    return float_graph_bytes(
         nodes,
         "child_classifier",
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", feature_dim])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch"])],
-        initializer=initializers,
+        [("features", ["batch", feature_dim])],
+        [("scores", ["batch"])],
+        initializers,
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pixsearch-export"
-    )
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString(deterministic=True)
 
 
 def layers_to_onnx(layers: Layers, feature_dim: int = 1280) -> bytes:

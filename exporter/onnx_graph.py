@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pixsearch.exporter._onnx_tools import OPSET
+from pixsearch.exporter._onnx_tools import float_graph_bytes
 
 if TYPE_CHECKING:
     from pixsearch.exporter.space_data import Bridge
@@ -118,22 +118,7 @@ class GraphBuilder:
     def model(
         self, name: str, inputs: list[tuple[str, list[Any]]], outputs: list[tuple[str, list[Any]]]
     ) -> bytes:
-        import onnx
-        from onnx import TensorProto, helper
-
-        graph = helper.make_graph(
-            self.nodes,
-            name,
-            [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
-            [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs],
-            initializer=self.initializers,
-        )
-        model = helper.make_model(
-            graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pixsearch-export"
-        )
-        model.ir_version = 8
-        onnx.checker.check_model(model)
-        return model.SerializeToString(deterministic=True)
+        return float_graph_bytes(self.nodes, name, inputs, outputs, self.initializers)
 
 
 def run_onnx(data: bytes, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
