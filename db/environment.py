@@ -35,6 +35,9 @@ BUNDLE_ENV = "PIXSEARCH_BUNDLE"
 THREADS_ENV = "PIXSEARCH_THREADS"
 WRITE_BATCH_ENV = "PIXSEARCH_WRITE_BATCH"
 DISCLAIMER_ENV = "PIXSEARCH_DISCLAIMER"
+DEVICE_ENV = "PIXSEARCH_DEVICE"
+DEVICES = ("auto", "cpu", "cuda")
+"""Where the image encoder runs: ``auto`` (CUDA when onnxruntime has it), ``cpu`` or ``cuda``."""
 
 
 def _whole(env: Mapping[str, str], name: str, minimum: int) -> int | None:
@@ -50,6 +53,16 @@ def _whole(env: Mapping[str, str], name: str, minimum: int) -> int | None:
     return value
 
 
+def _device(env: Mapping[str, str]) -> str:
+    choice = (env.get(DEVICE_ENV) or "auto").strip().lower()
+    if choice not in DEVICES:
+        raise InvalidInputError(
+            f"{DEVICE_ENV}={choice!r} is not one of {', '.join(DEVICES)}; unset it to use a GPU "
+            "when there is one"
+        )
+    return choice
+
+
 @dataclass(frozen=True)
 class Environment:
     """The values of pixsearch's environment variables (``None``: unset or blank)."""
@@ -61,6 +74,8 @@ class Environment:
     write_batch: int | None = None
     disclaimer: str | None = None
     """Stripped; a blank value counts as unset."""
+    device: str = "auto"
+    """One of :data:`DEVICES` (case and spaces ignored)."""
 
     @classmethod
     def from_mapping(cls, env: Mapping[str, str]) -> Environment:
@@ -71,6 +86,7 @@ class Environment:
             threads=_whole(env, THREADS_ENV, 0) or 0,
             write_batch=_whole(env, WRITE_BATCH_ENV, 1),
             disclaimer=(env.get(DISCLAIMER_ENV) or "").strip() or None,
+            device=_device(env),
         )
 
 

@@ -26,8 +26,10 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from pixsearch.db.environment import BUNDLE_ENV as _BUNDLE_ENV
+from pixsearch.db.environment import DEVICE_ENV as _DEVICE_ENV
+from pixsearch.db.environment import DEVICES as DEVICES
 from pixsearch.db.environment import THREADS_ENV as _THREADS_ENV
-from pixsearch.db.environment import environment
+from pixsearch.db.environment import Environment, environment
 from pixsearch.db.errors import InvalidInputError
 from pixsearch.indexer.errors import ModelBundleError
 
@@ -35,12 +37,11 @@ BUNDLE_ENV = _BUNDLE_ENV
 """Environment variable naming a bundle folder to use instead of the packaged one."""
 THREADS_ENV = _THREADS_ENV
 """Environment variable capping onnxruntime's intra-op threads (default: all physical cores)."""
-DEVICE_ENV = "PIXSEARCH_DEVICE"
+DEVICE_ENV = _DEVICE_ENV
 """Environment variable choosing where models run: ``auto`` (default: the batch models on CUDA
 when onnxruntime has its CUDA provider, i.e. ``pip install "pixsearch[gpu]"`` on a machine with
 an NVIDIA GPU; the rest on the CPU), ``cpu`` (everything on the CPU) or ``cuda`` (every model on
 CUDA, an error when onnxruntime has no CUDA provider)."""
-DEVICES = ("auto", "cpu", "cuda")
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 MAX_FILE_BYTES = 40_000_000
@@ -100,13 +101,7 @@ def device_choice() -> str:
     >>> del os.environ[DEVICE_ENV]; device_choice()
     'auto'
     """
-    choice = (os.environ.get(DEVICE_ENV) or "auto").strip().lower()
-    if choice not in DEVICES:
-        raise InvalidInputError(
-            f"{DEVICE_ENV}={choice!r} is not one of {', '.join(DEVICES)}; unset it to use a GPU "
-            "when there is one"
-        )
-    return choice
+    return Environment.from_mapping(os.environ).device  # read now: tests and workers change it
 
 
 def providers(*, batch: bool, available: Sequence[str] | None = None) -> list[str]:

@@ -24,6 +24,7 @@ from pixsearch.db.check import CheckReport
 from pixsearch.db.errors import DatabaseError, InvalidInputError
 from pixsearch.db.filters import Filter, combine
 from pixsearch.db.store import PhotoStore
+from pixsearch.indexer.policy.profiles import DEFAULT_PROFILE
 from pixsearch.indexer.report import IndexReport, ProgressCallback
 from pixsearch.indexer.rows import schema_for_bundle
 from pixsearch.search.locations import resolve_db
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from pixsearch.indexer.models import ModelBundle
 
 MAX_K = 1000
-DEFAULT_POLICY = "strict"
+DEFAULT_POLICY = DEFAULT_PROFILE
 POLICY_SETTING = "policy.default_profile"
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
 _SPACES = re.compile(r"\s+")

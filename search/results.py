@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pixsearch.indexer.policy.profiles import DEFAULT_PROFILE
+
 
 @dataclass(frozen=True)
 class SearchResult:
@@ -79,7 +81,7 @@ class SearchResponse:
     blocked: bool
     message: str | None
     results: list[SearchResult]
-    policy: str = "strict"
+    policy: str = DEFAULT_PROFILE
     warnings: list[str] = field(default_factory=list)
 
     def __iter__(self):  # type: ignore[no-untyped-def]
