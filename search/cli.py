@@ -60,6 +60,12 @@ class PixsearchGroup(TyperGroup):
             )
             raise typer.Exit(exit_codes.exit_code_for(error)) from error
 
+    def get_command(self, ctx: Any, name: str) -> Any:
+        command = super().get_command(ctx, name)
+        if command is not None:
+            _name_option_values(command)
+        return command
+
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         sections: dict[str, list[tuple[str, str]]] = {_USER_PANEL: []}
         commands = [(name, self.get_command(ctx, name)) for name in self.list_commands(ctx)]
@@ -74,6 +80,16 @@ class PixsearchGroup(TyperGroup):
             if rows:
                 with formatter.section(panel):
                     formatter.write_dl(rows)
+
+
+def _name_option_values(command: Any) -> None:
+    """Options that take a value show its name in help (``--seed SEED``, ``--host HOST``), as
+    click and sqlite-utils do, not typer's type label (``--seed <int>``): a command's own
+    ``metavar`` (``--where FILTER``) wins."""
+    for param in getattr(command, "params", ()):
+        takes_value = param.param_type_name == "option" and not (param.is_flag or param.count)
+        if takes_value and param.metavar is None and param.name:
+            param.metavar = param.name.upper()
 
 
 def _quiet_library_warnings() -> None:

@@ -73,6 +73,8 @@ def test_every_command_has_plain_help(command: str) -> None:
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
     assert "<bool>" not in result.output  # flags take no value
+    typed = [line for line in result.output.splitlines() if re.match(r"^\s+-.*<[a-z ]+>", line)]
+    assert not typed, f"options show a type label instead of a value name: {typed}"
 
 
 def test_help_keeps_bracketed_text() -> None:
