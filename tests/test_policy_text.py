@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import re
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -390,6 +392,90 @@ def test_typical_query_is_fast() -> None:
             is_about_children(query)
     per_call = (time.perf_counter() - start) / (runs * len(queries))
     assert per_call < 500e-6  # a loose bound for slow CI; typical is ~10-30 µs
+
+
+# --- reworded queries (issue #14) ----------------------------------------------------------------
+
+OBFUSCATIONS = Path(__file__).parent / "data" / "policy_obfuscations.tsv"
+_ESCAPE = re.compile(r"\\U([0-9a-fA-F]{8})|\\u([0-9a-fA-F]{4})")
+
+
+def load_obfuscations() -> list[tuple[str, str, str, str]]:
+    """``(expect, lang, kind, query)`` rows of the list, escapes decoded."""
+    rows = []
+    with OBFUSCATIONS.open(encoding="utf-8") as handle:
+        lines = [line.rstrip("\n") for line in handle if not line.startswith("#")]
+    for line in lines[1:]:
+        expect, lang, kind, query = line.split("\t")
+        query = _ESCAPE.sub(lambda m: chr(int(m.group(1) or m.group(2), 16)), query)
+        rows.append((expect, lang, kind, query))
+    return rows
+
+
+def test_obfuscation_list_is_big_enough() -> None:
+    rows = load_obfuscations()
+    blocked = [r for r in rows if r[0] == "block"]
+    passed = [r for r in rows if r[0] == "pass"]
+    assert len(blocked) >= 150 and len(passed) >= 100
+    assert {r[1] for r in blocked} == {r[1] for r in passed} == {"en", "ru"}
+    assert len({r[3] for r in rows}) == len(rows)  # no duplicates
+
+
+@pytest.mark.parametrize(
+    ("expect", "kind", "query"),
+    [(e, k, q) for e, _, k, q in load_obfuscations() if k != "paraphrase"],
+)
+def test_lexicon_reads_reworded_queries(expect: str, kind: str, query: str) -> None:
+    """Every reworded spelling in the list is read; the near misses pass.
+
+    Paraphrases without any lexicon word are left to the learned detector
+    (``tests/test_policy_profiles.py``).
+    """
+    assert is_about_children(query) == (expect == "block"), (kind, find_child_terms(query))
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("\u13e6\u13a5ds", "kids"),  # Cherokee
+        ("b\u0585ys", "boys"),  # Armenian o
+        ("t\u2c9fddler", "toddler"),  # Coptic o
+        ("\u2c95id", "kid"),  # Coptic kapa, via Latin kra
+        ("ki\u3164ds", "kids"),  # Hangul filler
+        ("kids\u200bplaying", "kids"),  # a zero-width space between two words
+        ("ch1ld", "child"),
+        ("kids2024", "kids"),
+        ("boyz", "boys"),
+        ("kiiiids", "kids"),
+        ("a litle gril", "girl"),
+        ("todderz", "toddlers"),
+        ("malchik", "малчик"),
+        ("detskiy", "детскии"),
+        ("rebeno4ek", "ребеночек"),
+        ("реб3нок", "ребенок"),
+        ("д е т и в парке", "дети"),
+    ],
+)
+def test_reworded_spelling_reports_the_lexicon_word(text: str, term: str) -> None:
+    assert term in find_child_terms(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "whild",  # one edit from "child", but on the first letter (a typo of "while")
+        "ladys",  # one edit from "lads", but "lady" is the likelier reading
+        "chili",  # an English word one edit from "child"
+        "gills",  # an English word one edit from "girls"
+        "laughter",  # an English word one edit from "daughter"
+        "sooon",  # stretched "soon", not "son"
+        "tene",  # 4-letter words take no substitution or deletion
+        "devushka",  # Latin-script Russian for a young woman
+        "b2b",
+    ],
+)
+def test_one_edit_and_leet_keep_near_misses(text: str) -> None:
+    assert find_child_terms(text) == []
 
 
 # --- the customer's captions -------------------------------------------------------------------

@@ -94,9 +94,41 @@ _BASE_FORMS: dict[str, tuple[str, ...]] = {
     # "young lady", "young adult", "young couple" pass); "young boy" is caught by "boy".
     "youth": ("youth", "youths", "youngster", "youngsters", "youngling", "younglings"),
     "juvenile": ("juvenile", "juveniles"),
-    # "minor" alone is mostly "a minor injury", "A minor" (the key), "minor league": only the
-    # plural and "underage" are terms.
-    "minor": ("minors", "underage", "underaged"),
+    # "minor" is a term; "a minor injury", "in A minor" (the key), "minor league" pass (IDIOMS).
+    "minor": ("minor", "minors", "underage", "underaged"),
+    # British and Scots words for a boy, a girl, a child ("lassie", the dog, passes).
+    "lad": ("lad", "lads", "laddie", "laddies", "lass", "lasses", "bairn", "bairns", "wean"),
+    # Informal words for children.
+    "slang_child": (
+        "nipper",
+        "nippers",
+        "sprog",
+        "sprogs",
+        "moppet",
+        "moppets",
+        "whippersnapper",
+        "whippersnappers",
+        "youngun",
+        "youngins",
+        "younguns",
+        "kiddos",
+    ),
+    # Kinship and care words whose ordinary meaning is a child (recall first, like "son").
+    "kin": (
+        "niece",
+        "nieces",
+        "nephew",
+        "nephews",
+        "offspring",
+        "orphan",
+        "orphans",
+        "orphanage",
+        "neonate",
+        "neonates",
+        "neonatal",
+    ),
+    # Pupils are schoolchildren; the eye's pupil passes (IDIOMS: "dilated pupils", "eye pupil").
+    "pupil": ("pupil", "pupils"),
     # "son" is a child of someone, often an adult: recall first. "sonar", "Sonny" (a name),
     # "Jackson", "Peterson" are other words. "son of a gun" passes (IDIOMS).
     "son": ("son", "sons"),
@@ -122,8 +154,8 @@ _BASE_FORMS: dict[str, tuple[str, ...]] = {
         "kindergartener",
         "kindergarteners",
     ),
-    # "tater tots" passes (IDIOMS). "brat" (also a sausage), "urchin" (sea urchin), "lad",
-    # "lass", "lassie" (the dog) are not listed.
+    # "tater tots" passes (IDIOMS). "brat" (also a sausage), "urchin" (sea urchin; "street
+    # urchin" is a phrase term) and "lassie" (the dog) are not listed.
     "tot": ("tot", "tots", "tyke", "tykes", "rugrat", "rugrats"),
     "pediatric": ("pediatric", "paediatric", "pediatrics", "paediatrics"),
     # Slang that sexualises minors: always a term.
@@ -206,6 +238,28 @@ IDIOMS: tuple[tuple[str, ...], ...] = (
     ("son", "of", "a", "bitch"),
     ("childs", "play"),  # "child's play": something easy
     ("child", "proof"),  # "child-proof" lid, like "childproof"
+    ("minor", "league"),
+    ("minor", "leagues"),
+    ("minor", "leaguer"),
+    ("minor", "injury"),
+    ("minor", "injuries"),
+    ("minor", "damage"),
+    ("minor", "repairs"),
+    ("minor", "detail"),
+    ("minor", "details"),
+    ("minor", "key"),
+    ("minor", "chord"),
+    ("minor", "chords"),
+    ("minor", "scale"),
+    ("in", "a", "minor"),
+    ("dilated", "pupil"),
+    ("dilated", "pupils"),
+    ("pupil", "dilation"),
+    ("pupils", "dilated"),
+    ("eye", "pupil"),
+    ("eye", "pupils"),
+    ("cat", "pupil"),
+    ("cats", "pupils"),
     ("youth", "hostel"),
     ("youth", "hostels"),
     ("fountain", "of", "youth"),
@@ -267,8 +321,12 @@ PHRASE_PATTERNS: tuple[str, ...] = (
     r"\blittle league(?:s|rs?)?\b",  # youth baseball
     r"\bcub scouts?\b",
     r"\bkinder garten\b",
-    # 6 year old, 6 years old, 6 yr old, 6yo, 6 y o (when not followed by an animal)
-    rf"\b{_NUM_UNDER_16} ?(?:(?:years?|yrs?) old|yo|y o)\b{_NOT_ANIMAL}",
+    # elementary school students, primary school pupils, grade school class, middle schoolers
+    r"\b(?:elementary|primary|grade|middle|junior high|nursery|infant) schools? "
+    r"(?:students?|pupils?|kids|class(?:es|mates?|rooms?)?|teams?|choir|field trips?)\b",
+    r"\bstreet urchins?\b",
+    # 6 year old, 6 years old, 6 yr old, nine year olds, 6yo, 6 y o (not before an animal)
+    rf"\b{_NUM_UNDER_16} ?(?:(?:years?|yrs?) olds?|yo|y o)\b{_NOT_ANIMAL}",
     # 3 month old, 10 weeks old, a few days old: any number of months, weeks or days
     rf"\b{_NUM_ANY} ?(?:months?|mos?|weeks?|wks?|days?) old\b{_NOT_ANIMAL}",
     # age 6, aged 10, ages 3 5, age of 7, under the age of 16
@@ -285,7 +343,8 @@ PHRASE_PATTERNS: tuple[str, ...] = (
 #: Every match of PHRASE_PATTERNS contains a digit or one of these words: the detector runs
 #: the (slower) regular expression only on texts that do. Keep it in step with the patterns.
 PHRASE_TRIGGERS: frozenset[str] = _words(
-    "little new pre school under cub kinder age aged ages old yo y grader graders"
+    "little new pre school schools under cub kinder age aged ages old olds yo y grader graders"
+    " street"
 )
 
 #: The compiled alternation of PHRASE_PATTERNS.

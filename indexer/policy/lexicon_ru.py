@@ -85,6 +85,16 @@ RU_PATTERNS: tuple[str, ...] = (
     r"несовершеннолет\w*",
     r"малолет\w*",
     r"(?:полу)?годовал\w*",
+    # чадо, чада; малец, мальца; парнишка, паренек (a lad; "парень", a guy, passes); отрок
+    r"чад(?:о|а|ам|ами|ах)",
+    r"мал(?:ец|ьц\w*)",
+    r"парнишк\w*",
+    r"паренек\w*",
+    r"паренька\w*",
+    r"отрок\w*",
+    r"отроч\w*",
+    # ученики начальнои школы, младших классов (elementary school pupils)
+    r"(?:начальн|младш)\w* (?:школ|класс)\w*",
     # slang that sexualises minors
     r"лоли",
     r"лолит\w*",
@@ -95,3 +105,12 @@ RU_PATTERNS: tuple[str, ...] = (
 
 #: The compiled alternation, whole words only.
 RU_RE: re.Pattern[str] = re.compile(r"\b(?:" + "|".join(RU_PATTERNS) + r")\b")
+
+#: The same patterns for Latin-script Russian read back in Cyrillic, where soft and hard signs
+#: are usually left out ("malchik" -> "малчик"): the signs are optional, and "ts" is read as
+#: "тс" (the transliteration keeps it) or "ц".
+RU_TRANSLIT_RE: re.Pattern[str] = re.compile(
+    r"(?:"
+    + "|".join(RU_PATTERNS).replace("ь", "ь?").replace("ъ", "ъ?").replace("ц", "(?:ц|тс)")
+    + r")"
+)

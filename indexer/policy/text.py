@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import cache, lru_cache
 
-from pixsearch.indexer.policy import lexicon_en, lexicon_ru
+from pixsearch.indexer.policy import lexicon_en, lexicon_ru, variants
+from pixsearch.indexer.policy.confusables import INVISIBLE_LETTERS, latin_lookalike, latin_table
 
 __all__ = ["find_child_terms", "is_about_children", "normalize"]
 
@@ -67,10 +69,22 @@ def _is_latin(char: str) -> bool:
     return "a" <= char <= "z" or "A" <= char <= "Z"
 
 
+@cache
+def _to_latin() -> dict[int, str]:
+    """The hand-written Cyrillic/Greek map, completed with the TR39 data for those scripts."""
+    table = {
+        ord(char): latin
+        for char, latin in latin_table().items()
+        if _script(char) in ("CYRILLIC", "GREEK")
+    }
+    table.update({code: chr(latin) for code, latin in _TO_LATIN.items() if isinstance(latin, int)})
+    return table
+
+
 def _latin_word(match: re.Match[str]) -> str:
     word = match.group()
     if any(_is_latin(c) for c in word) or not set(word) <= _RUSSIAN_LETTERS:
-        return word.translate(_TO_LATIN)
+        return word.translate(_to_latin())
     return word  # a Russian word: left for the Russian lexicon
 
 
@@ -84,10 +98,19 @@ def _cyrillic_word(match: re.Match[str]) -> str:
 def _finish(text: str) -> str:
     """Casefold, drop apostrophes, turn the rest of the punctuation into single spaces."""
     text = _NON_WORD.sub(" ", text.casefold().translate(_APOSTROPHE_TABLE)).strip()
-    spaced = _SPACED_LETTERS.findall(text)
-    if spaced:  # keep the text, add the joined words: "k i d s" -> "k i d s kids"
-        text = " ".join([text, *(run.replace(" ", "") for run in spaced)])
-    return text
+    return _join_spaced(text)
+
+
+def _join_spaced(text: str) -> str:
+    """Keep the text, add the joined words: "k i d s" -> "k i d s kids".
+
+    A run may include a one-letter word before or after it ("a k i d s", "д е т и в"): the
+    run is also read without its first and without its last letter.
+    """
+    runs = [run.replace(" ", "") for run in _SPACED_LETTERS.findall(text)]
+    if not runs:
+        return text
+    return " ".join([text, *runs, *(r[1:] for r in runs), *(r[:-1] for r in runs)])
 
 
 _DROPPED = frozenset({"Cf", "Mn", "Me", "Cc"})
@@ -104,30 +127,68 @@ class _CleanTable(dict[int, str | None]):
 
     def __missing__(self, code: int) -> str | None:
         char = chr(code)
-        if unicodedata.category(char) in _DROPPED and not char.isspace():
+        if _is_invisible(char):
             value = None
         else:
             value = char.translate(_LATIN_LOOKALIKES)
+            if not value.isascii() and value.isalpha() and _script(value) not in _KEPT_SCRIPTS:
+                value = latin_lookalike(value) or value
         if len(self) < _CLEAN_CACHE_LIMIT:
             self[code] = value
         return value
 
 
+def _is_invisible(char: str) -> bool:
+    return char in INVISIBLE_LETTERS or (
+        unicodedata.category(char) in _DROPPED and not char.isspace()
+    )
+
+
+def _script(char: str) -> str:
+    return unicodedata.name(char, "").partition(" ")[0]
+
+
+# Cyrillic and Greek letters are decided word by word (_latin_word); Latin ones are kept.
+_KEPT_SCRIPTS = frozenset({"CYRILLIC", "GREEK", "LATIN"})
+
 _CLEAN = _CleanTable()
+
+
+class _InvisibleToSpace(dict[int, str]):
+    """A ``str.translate`` table: format characters and invisible letters become spaces."""
+
+    def __missing__(self, code: int) -> str:
+        char = chr(code)
+        invisible = char in INVISIBLE_LETTERS or unicodedata.category(char) in ("Cf", "Cc")
+        value = " " if invisible and not char.isspace() else char
+        if len(self) < _CLEAN_CACHE_LIMIT:
+            self[code] = value
+        return value
+
+
+_INVISIBLE_TO_SPACE = _InvisibleToSpace()
+
+# Symbols read as letters inside a word ("k!ds", "b@by", "ch|ld"), "@" and "$" also at its
+# start ("$on"); not at its end ("kids!") nor "!" and "|" at its start ("!kids").
+_LEET_SYMBOLS = re.compile(r"(?<=\w)[@$!|](?=\w)|(?<!\S)[@$](?=\w)")
+_LEET_SYMBOL_LETTERS = {"@": "a", "$": "s", "!": "i", "|": "l"}
+
+
+def _symbols_as_letters(text: str) -> str:
+    if not any(c in text for c in "@$!|"):
+        return text
+    return _LEET_SYMBOLS.sub(lambda m: _LEET_SYMBOL_LETTERS[m.group()], text)
 
 
 def _views(text: str) -> tuple[str, str]:
     """The normalised text as seen by the English and by the Russian lexicon."""
+    text = _symbols_as_letters(text)
     if text.isascii():
-        latin = " ".join(text.lower().translate(_ASCII_TABLE).split())
-        spaced = _SPACED_LETTERS.findall(latin)
-        if spaced:
-            latin = " ".join([latin, *(run.replace(" ", "") for run in spaced)])
-        return latin, ""
+        return _join_spaced(" ".join(text.lower().translate(_ASCII_TABLE).split())), ""
     # NFKC folds fullwidth and styled letters; NFD splits accents off to be dropped.
     text = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text)).translate(_CLEAN)
     if not _CYRILLIC.search(text):  # Latin, maybe with Greek look-alikes
-        return _finish(text.translate(_TO_LATIN)), ""
+        return _finish(text.translate(_to_latin())), ""
     if not _LATIN.search(text) and not _NON_RUSSIAN.search(text):  # plain Russian
         plain = _finish(text)
         return plain, plain
@@ -157,6 +218,7 @@ _ANIMAL_MODIFIERS = lexicon_en.ANIMAL_MODIFIERS
 _PHRASE_RE = lexicon_en.PHRASE_RE
 _PHRASE_TRIGGERS = lexicon_en.PHRASE_TRIGGERS
 _RU_RE = lexicon_ru.RU_RE
+_RU_TRANSLIT_RE = lexicon_ru.RU_TRANSLIT_RE
 
 
 def _idiom_index() -> dict[str, tuple[tuple[int, tuple[str, ...]], ...]]:
@@ -186,7 +248,8 @@ def _is_term(tokens: list[str], i: int) -> bool:
 def find_child_terms(text: str) -> list[str]:
     """The child terms found in ``text``, normalised, each once, in order of appearance.
 
-    English terms come first, then Russian ones.
+    English terms come first, then Russian ones. A reworded spelling is reported as the
+    lexicon word it stands for.
 
     >>> find_child_terms("Two KIDS and a 6-year-old on a baby-blue slide")
     ['kids', '6 year old']
@@ -194,21 +257,59 @@ def find_child_terms(text: str) -> list[str]:
     ['ребенок', 'дети']
     >>> find_child_terms("a young man in kid gloves")
     []
+    >>> find_child_terms("k1ds and a litle gril, rebenok")
+    ['kids', 'girl', 'ребенок']
     """
+    terms = _terms(text)
+    if not text.isascii():  # invisible characters also read as spaces: "kids\u200bplaying"
+        spaced = text.translate(_INVISIBLE_TO_SPACE)
+        if spaced != text:
+            terms = list(dict.fromkeys([*terms, *_terms(spaced)]))
+    return terms
+
+
+def _canonical(token: str) -> str:
+    """``token``, or the lexicon word it is a reworded spelling of (leetspeak, one edit...)."""
+    if token in _WORDS or token.endswith(_SUFFIXES):
+        return token
+    return variants.english_term(token, _WORDS) or token
+
+
+@lru_cache(maxsize=65536)
+def _transliterated_term(token: str) -> str | None:
+    """The Russian term that a Latin-script word spells (``rebenok`` -> ``ребенок``)."""
+    if not token.isascii():
+        return None
+    for candidate in variants.translit_candidates(token):
+        match = _RU_TRANSLIT_RE.fullmatch(candidate)
+        if match:
+            return match.group()
+    return None
+
+
+def _terms(text: str) -> list[str]:
     latin, cyrillic = _views(text)
     found: list[tuple[int, str]] = []
     if latin:
-        tokens = latin.split()
+        written = latin.split()
+        tokens = [_canonical(token) for token in written]
         position = 0
         for i, token in enumerate(tokens):
             if _is_term(tokens, i):
                 found.append((position, token))
-            position += len(token) + 1
+            position += len(written[i]) + 1
         if not _PHRASE_TRIGGERS.isdisjoint(tokens) or any(c.isdigit() for c in latin):
             found.extend((m.start(), m.group()) for m in _PHRASE_RE.finditer(latin))
         found.sort()
+        # Latin-script Russian ("rebenok", "malchik"), read back in Cyrillic
+        found.extend((0, term) for term in map(_transliterated_term, written) if term)
     if cyrillic:
         found.extend((0, m.group()) for m in _RU_RE.finditer(cyrillic))
+        for token in cyrillic.split():
+            for candidate in variants.russian_candidates(token):  # "реб3нок"
+                if _RU_RE.fullmatch(candidate):
+                    found.append((0, candidate))
+                    break
     return list(dict.fromkeys(term for _, term in found))
 
 
