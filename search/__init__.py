@@ -31,6 +31,8 @@ _EXPORTS = {
     "parse_filter": "pixsearch.db.filters",
     "IndexReport": "pixsearch.indexer.report",
     "ImageSearch": "pixsearch.search.engine",
+    "PhotoId": "pixsearch.search.query",
+    "QueryPart": "pixsearch.search.query",
     "clean_query": "pixsearch.search.engine",
     "DatabaseStats": "pixsearch.search.results",
     "SearchResponse": "pixsearch.search.results",
@@ -52,7 +54,9 @@ __all__ = [
     "InvalidInputError",
     "MissingExtraError",
     "ModelBundleError",
+    "PhotoId",
     "PixsearchError",
+    "QueryPart",
     "SchemaVersionError",
     "SearchResponse",
     "SearchResult",
@@ -90,4 +94,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from pixsearch.indexer.errors import ImageDecodeError, ModelBundleError
     from pixsearch.indexer.report import IndexReport
     from pixsearch.search.engine import ImageSearch, clean_query
+    from pixsearch.search.query import PhotoId, QueryPart
     from pixsearch.search.results import DatabaseStats, SearchResponse, SearchResult

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from pixsearch.db.errors import DatabaseError, PixsearchError
+from pixsearch.db.errors import DatabaseError, InvalidInputError, PixsearchError
 from pixsearch.search import exit_codes
 from pixsearch.search.cli_output import Progress, dumps_json, emit
 from pixsearch.search.commands import load_commands
@@ -230,9 +230,42 @@ def index(
 @app.command()
 def search(
     text: Annotated[
-        str, typer.Argument(metavar="TEXT", help="What the photo shows, in plain words.")
-    ],
+        str | None,
+        typer.Argument(
+            metavar="TEXT",
+            help="What the photo shows, in plain words (optional with --like).",
+            show_default=False,
+        ),
+    ] = None,
     db: DbOption = None,
+    like: Annotated[
+        str | None,
+        typer.Option(
+            "--like",
+            metavar="PHOTO",
+            help="Find photos like this one: a photo file, or an indexed photo's id (--json "
+            "shows ids). An indexed photo comes first itself; TEXT, if given, is added to it.",
+        ),
+    ] = None,
+    add: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--add",
+            "-a",
+            metavar="PART",
+            help="Add a concept, repeatable: a text or a photo file, with an optional weight "
+            "(e.g. 'sunset', 'snow:0.5', ~/cat.jpg).",
+        ),
+    ] = None,
+    sub: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sub",
+            "-s",
+            metavar="PART",
+            help="Subtract a concept, repeatable, as --add (e.g. 'people', 'grass:0.5').",
+        ),
+    ] = None,
     k: Annotated[int, typer.Option("-k", "--k", help="How many results.", min=1)] = 10,
     where: Annotated[
         list[str] | None,
@@ -285,17 +318,37 @@ def search(
         bool, typer.Option("--open", help="Open the HTML gallery in the default browser.")
     ] = False,
 ) -> None:
-    """Find the photos that best match TEXT, best first.
+    """Find the photos that best match TEXT (or look like --like PHOTO), best first.
 
-    Exit 1 when no photo matches, 10 when the content policy blocks the query.
+    --add/--sub refine the query as rclip does; each text passes the content policy. A query
+    with --like, --add or --sub is scored by cosine similarity. Exit 1 when no photo
+    matches, 10 when the content policy blocks the query (or the --like photo).
 
     Example: pixsearch search "a dog leaps to catch a frisbee" -k 5 --html dogs.html --open
+
+    Example: pixsearch search "a beach" --add sunset --sub "people:0.5"
     """
-    response = _engine(db, policy).search(
-        text, k=k, filters=where or [], policy=policy, min_score=min_score
-    )
+    from pixsearch.search.query import QueryPart
+
+    options: dict[str, Any] = {
+        "k": k,
+        "add": add or [],
+        "sub": sub or [],
+        "filters": where or [],
+        "policy": policy,
+        "min_score": min_score,
+    }
+    engine = _engine(db, policy)
+    if like is not None:
+        if text is not None:
+            options["add"] = [QueryPart.of_text(text), *options["add"]]
+        response = engine.search_like(like, **options)
+    elif text is not None:
+        response = engine.search(text, **options)
+    else:
+        raise InvalidInputError("give TEXT to search for, or --like PHOTO")
     if html is not None or open_page:
-        _gallery(response, html, open_page)
+        _gallery(response, html, open_page, engine.uri)
     for warning in response.warnings:
         emit(f"warning: {warning}", err=True, color="yellow")
     if as_json:
@@ -316,12 +369,12 @@ def search(
         raise typer.Exit(exit_codes.NOTHING_FOUND)
 
 
-def _gallery(response: Any, html: Path | None, open_page: bool) -> None:
+def _gallery(response: Any, html: Path | None, open_page: bool, db: str | None = None) -> None:
     import webbrowser
 
     from pixsearch.search.gallery import save_gallery, temporary_page
 
-    page = save_gallery(response, html or temporary_page())
+    page = save_gallery(response, html or temporary_page(), db=db)
     emit(f"gallery: {page}", err=True)
     if open_page and not webbrowser.open(page.as_uri()):
         emit(

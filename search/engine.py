@@ -28,6 +28,8 @@ from pixsearch.indexer.policy.profiles import DEFAULT_PROFILE
 from pixsearch.indexer.report import IndexReport, ProgressCallback
 from pixsearch.indexer.rows import schema_for_bundle
 from pixsearch.search.locations import resolve_db
+from pixsearch.search.query import PartLike, QueryPart, as_parts, describe
+from pixsearch.search.query import combine as combine_vectors
 from pixsearch.search.results import DatabaseStats, SearchResponse, SearchResult
 
 if TYPE_CHECKING:
@@ -198,6 +200,8 @@ class ImageSearch:
         text: str,
         k: int = 10,
         *,
+        add: Iterable[PartLike] | PartLike | None = None,
+        sub: Iterable[PartLike] | PartLike | None = None,
         filters: Sequence[Filter | str] = (),
         policy: str | None = None,
         min_score: float | None = None,
@@ -207,7 +211,52 @@ class ImageSearch:
         ``filters`` are ``Filter(field, op, value)`` objects or strings such as
         ``"width>=1000"``; under a restricting policy, photos flagged as showing children are
         excluded inside the database query, so ``k`` results still come back.
+
+        ``add`` and ``sub`` refine the query (as rclip does): texts (``"snow:0.5"`` weighs
+        0.5), photo files (an existing path) or ``(value, weight)`` pairs, added to or
+        subtracted from the query in the search space. Each text passes the policy check. A
+        refined query is scored by its cosine similarity (the reranker reads one text).
+
+        >>> engine.search("a beach", add=["sunset"], sub=["people:0.5"])   # doctest: +SKIP
         """
+        parts = [QueryPart.of_text(text), *as_parts(add, 1), *as_parts(sub, -1)]
+        return self._search_parts(parts, k, filters, policy, min_score)
+
+    def search_like(
+        self,
+        photo: str | os.PathLike[str],
+        k: int = 10,
+        *,
+        add: Iterable[PartLike] | PartLike | None = None,
+        sub: Iterable[PartLike] | PartLike | None = None,
+        filters: Sequence[Filter | str] = (),
+        policy: str | None = None,
+        min_score: float | None = None,
+    ) -> SearchResponse:
+        """The ``k`` photos most like ``photo`` (a file path, or an indexed photo's id).
+
+        An indexed, unchanged photo reuses its stored vector and comes first itself; any other
+        file is encoded on the fly, as indexing would. The policy applies as for text: under
+        ``strict`` a query photo that is restricted (its row, or the child classifier or its
+        caption on the fly) gets the disclaimer, and restricted photos are never returned.
+        ``add``/``sub`` refine it as in :meth:`search`. Scores are cosine similarities.
+
+        >>> engine.search_like("~/Pictures/cat.jpg", k=5, sub=["grass"])  # doctest: +SKIP
+        """
+        if not isinstance(photo, str | os.PathLike) or not os.fspath(photo).strip():
+            raise InvalidInputError(f"give a photo file or an indexed photo's id, not {photo!r}")
+        parts = [QueryPart.of_photo(photo), *as_parts(add, 1), *as_parts(sub, -1)]
+        return self._search_parts(parts, k, filters, policy, min_score)
+
+    def _search_parts(
+        self,
+        parts: list[QueryPart],
+        k: int,
+        filters: Sequence[Filter | str],
+        policy: str | None,
+        min_score: float | None,
+    ) -> SearchResponse:
+        """Run a query made of ``parts``: policy checks, one vector, one filtered search."""
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
             raise InvalidInputError(f"k must be a whole number from 1 to {MAX_K}, not {k!r}")
         if min_score is not None and not (
@@ -215,37 +264,66 @@ class ImageSearch:
         ):
             raise InvalidInputError(f"min_score must be a number (e.g. 0.5), not {min_score!r}")
         profile = _profile(policy or self.default_policy)
-        query = clean_query(text)
-        if not query:
-            raise InvalidInputError("the query is empty: describe the photo you are looking for")
+        parts = [_cleaned(part) for part in parts]
+        query = describe(parts)
         where = combine([*filters, *_restriction_filters(profile)])
-        decision = _check_query(query, profile)
-        if decision.blocked:
-            return SearchResponse(query, True, decision.message, [], profile.name)
+        for part in parts:
+            decision = _check_query(part.text, profile) if part.text is not None else None
+            if decision is not None and decision.blocked:
+                return SearchResponse(query, True, decision.message, [], profile.name)
         warnings: list[str] = []
         encoder = self.bundle.text_encoder
-        tokens = encoder.token_count(query)
-        if tokens > encoder.max_tokens:
-            warnings.append(
-                f"query is {tokens} tokens long; only the first {encoder.max_tokens} are used"
-            )
+        texts = [part.text for part in parts if part.text is not None]
+        for text in texts:
+            tokens = encoder.token_count(text)
+            if tokens > encoder.max_tokens:
+                warnings.append(
+                    f"query is {tokens} tokens long; only the first {encoder.max_tokens} are used"
+                )
         info = self.store.table_info()
         if info is None:
             raise DatabaseError(
                 f"no photos indexed in {self.uri} yet: run `pixsearch index PATH` first"
             )
         self._check_bundle(info)
-        query_embedding = encoder.encode([query])
-        query_vector = self.bundle.space.text_vectors(query_embedding)[0]
-        reranker = self.bundle.reranker
-        if reranker is None:
-            rows = self.store.search(query_vector, k=k, where=where)
+        if len(parts) == 1 and parts[0].text is not None:
+            query_embedding = encoder.encode([query])
+            query_vector = self.bundle.space.text_vectors(query_embedding)[0]
+            reranker = self.bundle.reranker
+            if reranker is None:
+                rows = self.store.search(query_vector, k=k, where=where)
+            else:
+                rows = self._reranked(reranker, query_embedding[0], query_vector, k, where)
         else:
-            rows = self._reranked(reranker, query_embedding[0], query_vector, k, where)
+            vectors = self._part_vectors(parts, profile)
+            if vectors is None:
+                return SearchResponse(query, True, profile.disclaimer, [], profile.name)
+            query_vector = combine_vectors(vectors, [part.weight for part in parts])
+            rows = self.store.search(query_vector, k=k, where=where)
         results = [SearchResult.from_row(row) for row in rows]
         if min_score is not None:
             results = [result for result in results if result.score >= min_score]
         return SearchResponse(query, False, None, results, profile.name, warnings)
+
+    def _part_vectors(self, parts: list[QueryPart], profile: Any) -> np.ndarray | None:
+        """Each part's vector in the search space, or None when a query photo is restricted
+        and ``profile`` blocks queries about children."""
+        from pixsearch.search.query_photo import resolve_photo
+
+        vectors: list[np.ndarray | None] = []
+        for part in parts:
+            if part.photo is None:
+                vectors.append(None)
+                continue
+            photo = resolve_photo(self.store, self.bundle, part.photo)
+            if photo.restricted and profile.blocks_child_queries:
+                return None
+            vectors.append(photo.vector)
+        texts = [part.text for part in parts if part.text is not None]
+        if texts:
+            encoded = iter(self.bundle.space.text_vectors(self.bundle.text_encoder.encode(texts)))
+            vectors = [next(encoded) if v is None else v for v in vectors]
+        return np.stack(vectors)
 
     def _reranked(
         self,
@@ -389,6 +467,16 @@ def _as_indexed(path: str) -> set[str]:
     if os.path.isdir(path):
         names.add(os.path.realpath(path))
     return names
+
+
+def _cleaned(part: QueryPart) -> QueryPart:
+    """A text part with its text cleaned (:func:`clean_query`); an empty one is refused."""
+    if part.text is None:
+        return part
+    text = clean_query(part.text)
+    if not text:
+        raise InvalidInputError("the query is empty: describe the photo you are looking for")
+    return QueryPart.of_text(text, part.weight)
 
 
 def _profile(name: str) -> Any:
