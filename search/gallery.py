@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import os
+import shlex
 import tempfile
 import webbrowser
 from collections.abc import Callable
@@ -57,6 +58,7 @@ form.search { display: flex; flex-wrap: wrap; gap: .5rem; align-items: end; marg
 form.search label { display: flex; flex-direction: column; font-size: .8rem; color: var(--muted); }
 form.search input[name=q] { min-width: 22rem; font-size: 1rem; padding: .4rem .5rem; }
 form.search input, form.search select, form.search button { font: inherit; padding: .35rem .5rem; }
+.more { font-size: .8rem; margin-top: .3rem; overflow-wrap: anywhere; }
 .detail img { max-width: 100%; max-height: 75vh; display: block; margin: .5rem 0; }
 .detail dl { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; }
 .detail dt { color: var(--muted); }
@@ -114,9 +116,15 @@ def facts(result: SearchResult) -> str:
 
 
 def result_card(
-    rank: int, result: SearchResult, *, image_src: str | None, href: str | None = None
+    rank: int,
+    result: SearchResult,
+    *,
+    image_src: str | None,
+    href: str | None = None,
+    more_like: str = "",
 ) -> str:
-    """One result as an ``<li>`` card: thumbnail, rank, score, name, path and metadata."""
+    """One result as an ``<li>`` card: thumbnail, rank, score, name, path and metadata;
+    ``more_like`` is its "more like this" HTML (:func:`like_link`, :func:`like_command`)."""
     name = esc(photo_name(result.path))
     image = (
         f'<img src="{esc(image_src)}" alt="{name}" loading="lazy">'
@@ -133,18 +141,43 @@ def result_card(
         f'<span class="score" title="cosine similarity">{result.score:.3f}</span>{restricted}</div>'
         f'<div class="name">{link_open}{name}{link_close}</div>'
         f'<div class="path">{esc(result.path)}</div>'
-        f'<div class="facts">{esc(facts(result))}</div>{caption}</div></li>'
+        f'<div class="facts">{esc(facts(result))}</div>{caption}{more_like}</div></li>'
     )
+
+
+def like_link(href: str) -> str:
+    """A "more like this" link (a server's search for photos like a result).
+
+    >>> like_link("/?like=ab12&k=10")
+    '<a class="more" href="/?like=ab12&amp;k=10">more like this</a>'
+    """
+    return f'<a class="more" href="{esc(href)}">more like this</a>'
+
+
+def like_command(path: str, db: str | None = None) -> str:
+    """A saved page cannot search: its "more like this" is the command that does.
+
+    >>> "<code>pixsearch search --like &#x27;/p/my cat.png&#x27; --db /db</code>" in like_command(
+    ...     "/p/my cat.png", "/db"
+    ... )
+    True
+    """
+    command = f"pixsearch search --like {shlex.quote(path)}"
+    if db:
+        command += f" --db {shlex.quote(db)}"
+    return f'<div class="more">more like this: <code>{esc(command)}</code></div>'
 
 
 def results_section(
     response: SearchResponse,
     thumbnail: ThumbnailSource,
     href: Callable[[SearchResult], str | None] | None = None,
+    more_like: Callable[[SearchResult], str] | None = None,
 ) -> str:
     """The disclaimer (blocked query), a 'no photos' note, or the grid of result cards.
 
-    ``thumbnail`` gives each card's image ``src``, ``href`` (optional) the target of its link.
+    ``thumbnail`` gives each card's image ``src``, ``href`` (optional) the target of its link,
+    ``more_like`` (optional) its "more like this" HTML.
     """
     if response.blocked:
         return f'<p class="disclaimer" role="alert">{esc(response.message)}</p>'
@@ -157,6 +190,7 @@ def results_section(
             result,
             image_src=thumbnail(result),
             href=href(result) if href else None,
+            more_like=more_like(result) if more_like else "",
         )
         for rank, result in enumerate(response.results, start=1)
     )
@@ -181,11 +215,13 @@ def render_gallery(
     thumbnail: ThumbnailSource | None = None,
     *,
     generated_at: datetime | None = None,
+    db: str | None = None,
 ) -> str:
     """The self-contained HTML page of one search response.
 
     ``thumbnail`` gives each result's image ``src`` (normally a ``data:`` URI; see
-    :func:`embedded_thumbnails`); without it the cards show no preview.
+    :func:`embedded_thumbnails`); without it the cards show no preview. Each card shows the
+    "more like this" command (with ``--db db`` when given).
     """
     when = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     count = "blocked" if response.blocked else f"{len(response.results)} photos"
@@ -195,7 +231,10 @@ def render_gallery(
     )
     no_preview: ThumbnailSource = lambda _result: None  # noqa: E731
     body = header + results_section(
-        response, thumbnail or no_preview, lambda result: _file_uri(result.path)
+        response,
+        thumbnail or no_preview,
+        lambda result: _file_uri(result.path),
+        lambda result: like_command(result.path, db),
     )
     return page(f"pixsearch: {response.query}", f"<main>{body}</main>")
 
@@ -216,13 +255,15 @@ def save_gallery(
     path: str | os.PathLike[str],
     *,
     cache: ThumbnailCache | None = None,
+    db: str | None = None,
 ) -> Path:
     """Write the gallery page of ``response`` to ``path``; returns the absolute path.
 
-    Raises ``InvalidInputError`` when the file cannot be written.
+    ``db``: the database searched (named in each card's "more like this" command). Raises
+    ``InvalidInputError`` when the file cannot be written.
     """
     target = Path(path).expanduser().absolute()
-    text = render_gallery(response, embedded_thumbnails(cache))
+    text = render_gallery(response, embedded_thumbnails(cache), db=db)
     try:
         target.write_text(text, encoding="utf-8")
     except OSError as error:
@@ -262,6 +303,8 @@ __all__ = [
     "GALLERY_CSP",
     "embedded_thumbnails",
     "esc",
+    "like_command",
+    "like_link",
     "open_in_browser",
     "page",
     "render_gallery",

@@ -36,7 +36,16 @@ from pixsearch.db.errors import DatabaseError, InvalidInputError, PixsearchError
 from pixsearch.db.schema import RESULT_COLUMNS
 from pixsearch.indexer.policy import PROFILES, PolicyProfile, get_profile
 from pixsearch.search.engine import MAX_K, ImageSearch
-from pixsearch.search.gallery import esc, facts, human_size, page, photo_name, results_section
+from pixsearch.search.gallery import (
+    esc,
+    facts,
+    human_size,
+    like_link,
+    page,
+    photo_name,
+    results_section,
+)
+from pixsearch.search.query import PhotoId, QueryPart
 from pixsearch.search.results import SearchResponse, SearchResult
 from pixsearch.search.thumbnails import ThumbnailCache, make_thumbnail
 
@@ -169,7 +178,8 @@ def create_app(
         summary="Search your photos in plain words, offline.",
         description=(
             "A local pixsearch database. `GET /api/search?q=a+red+car&k=5` answers with the "
-            "shape of `pixsearch search --json`; a query blocked by the content policy answers "
+            "shape of `pixsearch search --json`; `GET /api/search?like=ID` finds photos like "
+            "an indexed one. A query blocked by the content policy answers "
             "451 with `blocked: true` and the disclaimer as `message`."
         ),
         version=_version(),
@@ -195,17 +205,27 @@ def create_app(
         return get_profile(chosen)
 
     def run_search(
-        q: str, k: int, where: list[str], profile: PolicyProfile, min_score: float | None
+        q: str,
+        k: int,
+        where: list[str],
+        profile: PolicyProfile,
+        min_score: float | None,
+        like: str | None = None,
     ) -> SearchResponse:
+        options: dict[str, Any] = {
+            "k": k,
+            "filters": [w for w in where if w.strip()],
+            "policy": profile.name,
+            "min_score": min_score,
+        }
+        if like is not None:
+            find_row(like, profile)  # unknown, or restricted under the profile: 404
+            options["add"] = [QueryPart.of_text(q)] if q.strip() else []
         try:
             with lock:
-                return engine.search(
-                    q,
-                    k=k,
-                    filters=[w for w in where if w.strip()],
-                    policy=profile.name,
-                    min_score=min_score,
-                )
+                if like is not None:
+                    return engine.search_like(PhotoId(like), **options)
+                return engine.search(q, **options)
         except InvalidInputError as error:
             raise HTTPException(400, str(error)) from error
         except DatabaseError as error:
@@ -248,15 +268,23 @@ def create_app(
     @app.get(
         "/api/search",
         response_model=SearchAnswer,
-        responses={451: {"model": SearchAnswer, "description": "Query blocked by the policy."}}
+        responses={
+            451: {"model": SearchAnswer, "description": "Query blocked by the policy."},
+            404: {"model": Problem, "description": "like: no such photo (or not allowed)."},
+        }
         | _ERRORS,
         tags=["api"],
-        summary="Search photos by text",
+        summary="Search photos by text, or photos like one",
     )
     def api_search(
         q: Annotated[
-            str, Query(min_length=1, max_length=2000, description="What the photo shows.")
-        ],
+            str,
+            Query(max_length=2000, description="What the photo shows (or with like: text added)."),
+        ] = "",
+        like: Annotated[
+            str | None,
+            Query(description="A photo's id: photos like it (more like this), itself first."),
+        ] = None,
         k: Annotated[int, Query(ge=1, le=MAX_K, description="How many results.")] = 10,
         where: Annotated[
             list[str] | None,
@@ -265,7 +293,9 @@ def create_app(
         policy: PolicyQuery = None,
         min_score: Annotated[float | None, Query(description="Drop results below.")] = None,
     ) -> Any:
-        response = run_search(q, k, where or [], profile_for(policy), min_score)
+        if not q.strip() and like is None:
+            raise HTTPException(400, "give q (what the photo shows) or like (a photo's id)")
+        response = run_search(q, k, where or [], profile_for(policy), min_score, like)
         return JSONResponse(response.to_dict(), status_code=451 if response.blocked else 200)
 
     @app.get(
@@ -359,6 +389,7 @@ def create_app(
         k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
         where: Annotated[list[str] | None, Query()] = None,
         policy: str | None = None,
+        like: str | None = None,
     ) -> HTMLResponse:
         where = where or []
         try:
@@ -370,23 +401,28 @@ def create_app(
                 error.status_code,
             )
         controls = form(q, k, where, profile.name)
-        if not q.strip():
+        if not q.strip() and like is None:
             return html_page("pixsearch", controls)
         try:
-            response = run_search(q, k, where, profile, None)
+            response = run_search(q, k, where, profile, None, like)
         except HTTPException as error:
             return html_page(f"pixsearch: {q}", controls + _error(error.detail), error.status_code)
         back = {"policy": profile.name, "q": q, "k": str(k), "where": where}
+        subject = f"for “{esc(response.query)}”"
+        if like is not None:
+            back["like"] = like
+            subject = "like this one" + (f" and “{esc(q.strip())}”" if q.strip() else "")
         summary = (
             ""
             if response.blocked
-            else f'<p class="meta">{len(response.results)} photos for “{esc(response.query)}”'
+            else f'<p class="meta">{len(response.results)} photos {subject}'
             f" · policy {esc(profile.name)}</p>"
         )
         section = results_section(
             response,
             lambda result: _url("thumbnails", result.id, {"policy": profile.name}),
             lambda result: _url("photo", result.id, back),
+            lambda result: like_link(_like_url(result.id, k, where, profile.name)),
         )
         return html_page(
             f"pixsearch: {response.query}",
@@ -401,6 +437,7 @@ def create_app(
         q: str = "",
         k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
         where: Annotated[list[str] | None, Query()] = None,
+        like: str | None = None,
     ) -> HTMLResponse:
         try:
             profile = profile_for(policy)
@@ -409,7 +446,9 @@ def create_app(
             return html_page("pixsearch: not found", _error(error.detail), error.status_code)
         result = _result(row)
         back = "/?" + urlencode(
-            {"q": q, "k": k, "policy": profile.name, "where": where or []}, doseq=True
+            {"q": q, "k": k, "policy": profile.name, "where": where or []}
+            | ({"like": like} if like else {}),
+            doseq=True,
         )
         fields = [
             ("Path", result.path),
@@ -430,7 +469,8 @@ def create_app(
             f"<h2>{esc(photo_name(result.path))}</h2>"
             f'<p class="facts">{esc(facts(result))}</p>'
             f'<a href="{src}"><img src="{src}" alt="{esc(photo_name(result.path))}"></a>'
-            f"<dl>{details}</dl></article>"
+            f"<dl>{details}</dl>{like_link(_like_url(result.id, k, where or [], profile.name))}"
+            "</article>"
         )
         return html_page(f"pixsearch: {photo_name(result.path)}", body)
 
@@ -448,6 +488,16 @@ def _url(kind: str, photo_id: str, params: dict[str, Any]) -> str:
     '/photo/ab12?policy=none&q=a+%3Ccat%3E'
     """
     return f"/{kind}/{quote(photo_id, safe='')}?{urlencode(params, doseq=True)}"
+
+
+def _like_url(photo_id: str, k: int, where: list[str], policy: str) -> str:
+    """The search page of photos like ``photo_id`` (not yet HTML-escaped).
+
+    >>> _like_url("ab12", 10, ["width>=100"], "strict")
+    '/?like=ab12&k=10&policy=strict&where=width%3E%3D100'
+    """
+    params = {"like": photo_id, "k": k, "policy": policy, "where": [w for w in where if w.strip()]}
+    return "/?" + urlencode(params, doseq=True)
 
 
 def _error(detail: object) -> str:
