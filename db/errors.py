@@ -45,3 +45,7 @@ class SchemaVersionError(DatabaseError):
 
 class DatabaseLockedError(DatabaseError):
     """Another process is writing to this database."""
+
+
+class ConcurrentWriteError(DatabaseLockedError):
+    """Another job wrote to (or holds) the table this job writes: run it again afterwards."""

@@ -37,6 +37,7 @@ from pixsearch.db.errors import (
     DatabaseNotFoundError,
     SchemaVersionError,
 )
+from pixsearch.db.fragments import FragmentWriter, commit_fragments, overwrite_with_fragments
 from pixsearch.db.reader import TableReader
 from pixsearch.db.schema import (
     RESULT_COLUMNS,
@@ -394,11 +395,20 @@ class PhotoStore:
     def writer_lock(self, *, wait_seconds: float = 0.0, create: bool = True) -> Iterator[None]:
         """Hold the single-writer lock; ``DatabaseLockedError`` if another process has it.
 
-        Object-store databases have no lock file: run one writer job at a time there.
-        Without ``create`` a missing database raises ``DatabaseNotFoundError``.
+        Object-store databases have no lock file: a writer holds a lease object there
+        (:class:`pixsearch.db.lease.WriterLease`), and another writer is refused with
+        ``ConcurrentWriteError`` (a ``DatabaseLockedError``). Without ``create`` a missing
+        database raises ``DatabaseNotFoundError``.
         """
         if not self.is_local:
-            yield
+            from pixsearch.db.lease import WriterLease
+
+            lease = WriterLease(self.uri, self.storage_options, purpose=f"write {self.table_name}")
+            lease.acquire(wait_seconds)
+            try:
+                yield
+            finally:
+                lease.release()
             return
         from filelock import FileLock, Timeout
 
@@ -463,6 +473,50 @@ class PhotoStore:
             self._table = self._connect(create=True).create_table(
                 self.table_name, data=data, schema=schema, mode="overwrite"
             )
+
+    # -- distributed writes (workers write fragments, the job's driver commits) -------------
+    def fragment_writer(self) -> FragmentWriter:
+        """A picklable writer of uncommitted fragments of this (existing) table."""
+        schema = self._reader.schema()
+        if schema is None:
+            raise self._no_table()
+        return FragmentWriter(self._reader.path, schema, self.storage_options)
+
+    def commit_fragments(self, fragments: Sequence[str], replaced_ids: Sequence[str] = ()) -> int:
+        """Commit fragments written by :meth:`fragment_writer` (one version), deleting the rows
+        of ``replaced_ids`` in the same commit; returns the new version."""
+        with _translated_errors(f"commit rows to the {self.table_name} table"):
+            return commit_fragments(
+                self._reader.path,
+                fragments,
+                replaced_ids=replaced_ids,
+                storage_options=self.storage_options,
+            )
+
+    def overwrite_with_fragments(
+        self, fragments: Sequence[str], schema: pa.Schema, *, expected_version: int
+    ) -> None:
+        """Replace the table by fragments written into it (one commit), unless another writer
+        committed after ``expected_version`` (``ConcurrentWriteError``)."""
+        with _translated_errors(f"rewrite the {self.table_name} table"):
+            overwrite_with_fragments(
+                self._reader.path,
+                fragments,
+                schema,
+                expected_version=expected_version,
+                storage_options=self.storage_options,
+            )
+        self._table = None
+
+    def fragment_ids(self) -> list[int]:
+        """The ids of the table's committed fragments (units of a distributed copy)."""
+        dataset = self._reader.dataset()
+        return [] if dataset is None else [f.fragment_id for f in dataset.get_fragments()]
+
+    @property
+    def dataset_path(self) -> str:
+        """``<db>/<table>.lance``: where the table's files are."""
+        return self._reader.path
 
     def batches(self, columns: Sequence[str] | None = None) -> pa.RecordBatchReader:
         """Stream the whole table (optionally some columns) as Arrow record batches."""

@@ -1,5 +1,6 @@
 """The indexing job: list photos, read them ahead in threads, encode them in shards on an engine
-(in this process, or on Ray Data workers), write the rows to LanceDB from one driver.
+(in this process, or on Ray Data workers that write their rows as Lance fragments), commit once
+per checkpoint from one driver (:mod:`pixsearch.db.fragments`).
 
 ``pixsearch index`` and ``pixsearch reindex`` are this one job (:func:`run_index`,
 :func:`run_reindex`), in one of two modes picked from what the database holds:
@@ -8,15 +9,23 @@
   bundle, and a source is given): photos whose size, mtime and caption files are unchanged
   cost a ``stat``; new and changed ones are read once (hash and decode from the same bytes),
   encoded and upserted in batches (one commit per ``write_batch`` rows or per
-  ``COMMIT_EVERY_SECONDS``), so a killed run loses at most one batch and the next run skips
-  what was committed. A photo whose content is already stored (a rename, a copy, an edited
+  ``COMMIT_EVERY_SECONDS``: the batch's fragments added and the rows they replace deleted in
+  one operation), so a killed run loses at most one batch and the next run skips what was
+  committed. A photo whose content is already stored (a rename, a copy, an edited
   caption) is not decoded: its row is copied and its caption re-evaluated. Rows of photos gone
   from the source are removed at the end, except under folders that could not be listed.
 - **rebuild** (a table made by another bundle, or no source: "re-encode what is there"): rows
   are written to a staging table ``photos_staging_<job id>`` (the job id hashes the bundle id
   and the source), then replace ``photos`` in one commit when the job completes: searches see
   the old table until then, never a mix. Rows whose stored ``features`` came from the same image
-  encoder are re-projected without decoding a photo. A restart skips ids already staged.
+  encoder are re-projected without decoding a photo. A restart skips ids already staged and
+  first deletes staged rows whose photo changed or went (each id is staged once). The swap
+  refuses (``ConcurrentWriteError``) when ``photos`` moved past the version the job planned
+  from: another writer's rows are never discarded silently.
+
+On an object store the job holds the database's writer lease (:mod:`pixsearch.db.lease`): a
+second job is refused with ``ConcurrentWriteError``. A photo that fails in any way is reported
+in ``failed`` and the job goes on.
 
 Either mode ends by building missing or stale indexes (:meth:`PhotoStore.index_health`), also
 when no photo changed: a run killed before its ``optimize`` leaves them for the next one.
@@ -51,6 +60,7 @@ import pyarrow as pa
 
 from pixsearch.db.environment import THREADS_ENV, environment, reload_environment
 from pixsearch.db.errors import InvalidInputError, MissingExtraError
+from pixsearch.db.fragments import FragmentWriter, copy_fragment
 from pixsearch.db.schema import table_info
 from pixsearch.db.store import PhotoStore, check_compatible
 from pixsearch.indexer.report import (
@@ -101,13 +111,18 @@ def default_write_batch() -> int:
 
 @dataclass
 class ShardResult:
-    """What a worker made of one shard: rows of the photos it encoded, photos whose content is
-    already stored (rows made by the driver), photos it could not read or decode."""
+    """What a worker made of one shard: rows of the photos it encoded (or, with a fragment
+    writer, the fragments it wrote them to and their ids), photos whose content is already
+    stored (rows made by the driver), photos it could not read or decode."""
 
     rows: pa.Table
     failed: list[tuple[str, str]] = field(default_factory=list)
     photos: int = 0
     reused: list[PhotoRead] = field(default_factory=list)
+    fragments: list[str] = field(default_factory=list)
+    """Uncommitted fragments holding the encoded rows (JSON metadata; see db.fragments)."""
+    ids: list[str] = field(default_factory=list)
+    """Ids of the encoded rows."""
 
 
 class ShardEncoder:
@@ -115,8 +130,10 @@ class ShardEncoder:
 
     The model bundle is loaded once per encoder (per Ray actor); ``bundle_id`` guards against
     a worker whose installed pixsearch carries another bundle. Photos whose content hash is in
-    ``reusable`` are read and hashed but not decoded. Read errors (``OSError``) and undecodable
-    photos are per-photo failures; any other exception fails the job.
+    ``reusable`` are read and hashed but not decoded. With a ``writer`` the encoded rows are
+    written as uncommitted fragments of the job's target table (the driver commits them).
+    Any ``Exception`` while reading a photo is that photo's failure, one while encoding a shard
+    its photos' failures (the job goes on); only ``BaseException`` (Ctrl-C, exit) stops it.
 
     >>> import tempfile, os
     >>> from PIL import Image
@@ -139,6 +156,7 @@ class ShardEncoder:
         bundle_id: str | None = None,
         read_threads: int | None = None,
         reusable: Iterable[str] = (),
+        writer: FragmentWriter | None = None,
     ) -> None:
         if bundle is None:
             bundle = _load_bundle(bundle_dir, bundle_id)
@@ -147,6 +165,7 @@ class ShardEncoder:
         self.rows = RowMaker(bundle)
         self.read_threads = max(1, read_threads or default_read_workers())
         self.reusable = set(reusable)
+        self.writer = writer
 
     def __call__(self, entries: Sequence[PhotoEntry]) -> ShardResult:
         """Read and encode ``entries`` (one shard)."""
@@ -155,16 +174,36 @@ class ShardEncoder:
         return self.encode(reads)
 
     def read(self, entry: PhotoEntry) -> PhotoRead:
-        """Read one photo (a reader thread's work)."""
-        return read_photo(self.source, entry, self.reusable)
+        """Read one photo (a reader thread's work); any error is the photo's failure."""
+        try:
+            return read_photo(self.source, entry, self.reusable)
+        except Exception as error:  # a bad photo or source must not stop the job
+            return PhotoRead(entry, error=f"unexpected error: {_describe(error)}")
 
     def encode(self, reads: list[PhotoRead]) -> ShardResult:
-        """Encode the decoded photos of a shard in one forward pass; sort out the rest."""
+        """Encode the decoded photos of a shard in one forward pass (and write them when the
+        encoder has a writer); sort out the rest."""
         failed = [(read.entry.path, read.error) for read in reads if read.error is not None]
         ok = [read for read in reads if read.error is None]
         decoded = [read for read in ok if read.photo is not None]
         reused = [read for read in ok if read.photo is None]
-        return ShardResult(self.rows.encode(decoded), failed, len(reads), reused)
+        try:
+            rows = self.rows.encode(decoded)
+        except Exception as error:  # the shard's photos fail, the job goes on
+            failed += [(read.entry.path, f"cannot encode: {_describe(error)}") for read in decoded]
+            rows = self.rows.schema.empty_table()
+        ids = rows.column("id").to_pylist()
+        fragments: list[str] = []
+        if self.writer is not None:
+            fragments = self.writer(rows)
+            rows = self.rows.schema.empty_table()
+        return ShardResult(rows, failed, len(reads), reused, fragments, ids)
+
+
+def _describe(error: BaseException) -> str:
+    """``Type: message`` of an unexpected error, on one line."""
+    text = " ".join(str(error).split())[:300]
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def read_ahead(
@@ -211,7 +250,8 @@ def _encode_local(
     workers: int | None,
     reusable: set[str],
 ) -> Iterator[ShardResult]:
-    """Readers run ``READ_AHEAD_SHARDS`` shards ahead; this thread only encodes."""
+    """Readers run ``READ_AHEAD_SHARDS`` shards ahead; this thread only encodes (the rows stay
+    in this process: the job writes one fragment per checkpoint, not one per shard)."""
     encoder = ShardEncoder(source=source, bundle=bundle, read_threads=workers, reusable=reusable)
     window = READ_AHEAD_SHARDS * max(len(shard) for shard in shards)
     reads = read_ahead(
@@ -225,7 +265,8 @@ def _encode_local(
 
 
 class _RayShardEncoder:
-    """Ray Data actor: one input row = one shard (JSON entries); one output row per shard."""
+    """Ray Data actor: one input row = one shard (JSON entries); one output row per shard:
+    the fragments it wrote (metadata), the ids in them, failures and reusable photos."""
 
     def __init__(
         self,
@@ -234,21 +275,30 @@ class _RayShardEncoder:
         bundle_id: str,
         threads: int,
         reusable: list[str],
+        writer: FragmentWriter,
     ) -> None:
         os.environ.setdefault(THREADS_ENV, str(threads))  # before any session exists
         reload_environment()
         self.encoder = ShardEncoder(
-            source=source, bundle_dir=bundle_dir, bundle_id=bundle_id, reusable=reusable
+            source=source,
+            bundle_dir=bundle_dir,
+            bundle_id=bundle_id,
+            reusable=reusable,
+            writer=writer,
         )
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        out: dict[str, list[Any]] = {"rows": [], "failed": [], "photos": [], "reused": []}
+        out: dict[str, list[Any]] = {
+            "fragments": [],
+            "ids": [],
+            "failed": [],
+            "photos": [],
+            "reused": [],
+        }
         for text in batch.column("entries").to_pylist():
             result = self.encoder([PhotoEntry(**item) for item in json.loads(text)])
-            sink = pa.BufferOutputStream()
-            with pa.ipc.new_stream(sink, result.rows.schema) as writer:
-                writer.write_table(result.rows)
-            out["rows"].append(sink.getvalue().to_pybytes())
+            out["fragments"].append(json.dumps(result.fragments))
+            out["ids"].append(json.dumps(result.ids))
             out["failed"].append(json.dumps(result.failed))
             out["photos"].append(result.photos)
             reused = [
@@ -258,7 +308,8 @@ class _RayShardEncoder:
             out["reused"].append(json.dumps(reused))
         return pa.table(
             {
-                "rows": pa.array(out["rows"], pa.binary()),
+                "fragments": pa.array(out["fragments"], pa.string()),
+                "ids": pa.array(out["ids"], pa.string()),
                 "failed": pa.array(out["failed"], pa.string()),
                 "photos": pa.array(out["photos"], pa.int64()),
                 "reused": pa.array(out["reused"], pa.string()),
@@ -282,14 +333,9 @@ def _encode_ray(
     workers: int | None,
     cpus_per_worker: float,
     reusable: set[str],
+    writer: FragmentWriter,
 ) -> Iterator[ShardResult]:
-    _require_ray()
-    import ray
-    import ray.data
-
-    if not ray.is_initialized():
-        # RAY_ADDRESS (if set) joins a cluster; otherwise a local Ray starts on this machine.
-        ray.init(include_dashboard=False, log_to_driver=False)
+    ray = _ray()
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     if workers is None:
@@ -303,6 +349,7 @@ def _encode_ray(
             "bundle_id": bundle.id,
             "threads": max(1, int(cpus_per_worker)),
             "reusable": sorted(reusable),
+            "writer": writer,
         },
         batch_size=1,
         batch_format="pyarrow",
@@ -311,22 +358,63 @@ def _encode_ray(
     )
     for block in dataset.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2):
         for row in block.to_pylist():
-            rows = pa.ipc.open_stream(row["rows"]).read_all()
             failed = [tuple(pair) for pair in json.loads(row["failed"])]
             reused = [
                 PhotoRead(PhotoEntry(**r["entry"]), r["content_hash"], caption=r["caption"])
                 for r in json.loads(row["reused"])
             ]
-            yield ShardResult(rows, failed, int(row["photos"]), reused)
+            yield ShardResult(
+                pa.table({}),
+                failed,
+                int(row["photos"]),
+                reused,
+                json.loads(row["fragments"]),
+                json.loads(row["ids"]),
+            )
+
+
+def _ray() -> Any:
+    """The ``ray`` module, started: ``RAY_ADDRESS`` (if set) joins that cluster, otherwise a
+    local Ray starts on this machine."""
+    _require_ray()
+    import ray
+
+    if not ray.is_initialized():
+        address = os.environ.get("RAY_ADDRESS") or None
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    return ray
+
+
+def _copy_fragments(
+    engine: str,
+    source: PhotoStore,
+    writer: FragmentWriter,
+    cpus_per_worker: float,
+) -> list[str]:
+    """Copy every fragment of ``source`` into ``writer``'s table (uncommitted): one task per
+    fragment on the Ray workers, or here with the local engine."""
+    ids = source.fragment_ids()
+    options = source.storage_options
+    if engine != "ray" or not ids:
+        return [
+            text for i in ids for text in copy_fragment(source.dataset_path, i, writer, options)
+        ]
+    ray = _ray()
+    task = ray.remote(num_cpus=cpus_per_worker)(copy_fragment)
+    parts = ray.get([task.remote(source.dataset_path, i, writer, options) for i in ids])
+    return [text for part in parts for text in part]
 
 
 # -- the job ----------------------------------------------------------------------------------
 def job_id(bundle_id: str, source_uri: str | None) -> str:
-    """The id of a job: same bundle and source = same job (its staging table is reused).
+    """The id of a job: same bundle and source = same job (its staging table is reused). An
+    object-store prefix is the same with or without its trailing slash.
 
-    >>> job_id("b1", "s3://bucket/photos")
-    '1512a4155dbf5502'
+    >>> job_id("b1", "s3://bucket/photos"), job_id("b1", "s3://bucket/photos/")
+    ('1512a4155dbf5502', '1512a4155dbf5502')
     """
+    if source_uri and is_remote(source_uri):
+        source_uri = source_uri.rstrip("/")
     key = f"{bundle_id}\0{source_uri or ''}".encode()
     return hashlib.blake2b(key, digest_size=8).hexdigest()
 
@@ -505,6 +593,7 @@ class _Job:
     def _rebuild(self, *, same_encoder: bool) -> None:
         self.report.mode = "rebuild"
         self.store.upgrade()
+        snapshot = self.store.version()
         staging = PhotoStore(
             self.store.uri,
             storage_options=self.store.storage_options,
@@ -529,6 +618,12 @@ class _Job:
             if not is_remote(row["path"]):  # a local caption file may have changed since
                 key = caption_key(row["path"])[1]
             entries[row_id] = PhotoEntry(row["path"], row["size"], row["mtime_ns"], caption_key=key)
+        # A staged row whose photo changed or went since it was staged leaves the staging table
+        # before anything is written: a resumed rebuild stages each id once.
+        stale = [i for i, row in staged.items() if not _unchanged(row, entries.get(i))]
+        if stale:
+            staging.delete_ids(stale)
+            self.report.commits += 1
         to_encode: list[PhotoEntry] = []
         to_reproject: set[str] = set()
         for row_id, entry in entries.items():
@@ -548,27 +643,48 @@ class _Job:
         self.report.removed = len(set(old) - set(entries))
         failed = {path for path, reason in self.report.failed if reason != _NOT_UTF8}
         self.report.removed += sum(1 for path in failed if photo_id(path) in old)
-        self.store.replace_all(staging.batches(), self.schema)
-        self.report.swapped = True
-        self.report.commits += 1
+        self._swap(staging, snapshot)
         staging.drop()
         self.store.optimize()
 
+    def _swap(self, staging: PhotoStore, snapshot: int) -> None:
+        """Replace ``photos`` by the staged rows in one commit: the staging table's fragments
+        are copied into it by the workers, unless another writer committed to it after the job
+        planned (``snapshot``): its rows would be lost (``ConcurrentWriteError``)."""
+        writer = FragmentWriter(
+            self.store.dataset_path, self.schema, self.store.storage_options, mode="overwrite"
+        )
+        fragments = _copy_fragments(self.engine, staging, writer, self.cpus_per_worker)
+        self.store.overwrite_with_fragments(fragments, self.schema, expected_version=snapshot)
+        self.report.swapped = True
+        self.report.commits += 1
+
     # -- work -------------------------------------------------------------------------------
     def _reproject(self, ids: set[str], staging: PhotoStore) -> None:
-        """New vectors and policy fields from stored features, streamed through the old table."""
+        """New vectors and policy fields from stored features, streamed through the old table
+        into fragments of the staging table (one commit per ``write_batch`` rows)."""
+        writer = staging.fragment_writer()
+        pending: list[str] = []
+        waiting = 0
         for batch in self.store.batches(self.schema.names):
             rows = pa.Table.from_batches([batch])
             mask = pa.array([i in ids for i in rows.column("id").to_pylist()])
             rows = rows.filter(mask)
             if rows.num_rows == 0:
                 continue
-            staging.add(self.rows.reproject(rows))
+            pending += writer(self.rows.reproject(rows))
+            waiting += rows.num_rows
             self.report.reprojected += rows.num_rows
             self.report.updated += rows.num_rows
-            self.report.commits += 1
             self.done += rows.num_rows
+            if waiting >= self.write_batch:
+                staging.commit_fragments(pending)
+                self.report.commits += 1
+                pending, waiting = [], 0
             self._notify()
+        if pending:
+            staging.commit_fragments(pending)
+            self.report.commits += 1
 
     def _encode_and_write(
         self,
@@ -585,41 +701,55 @@ class _Job:
         # In place, stored content is reused (renames, copies, caption edits): path by hash.
         known = {row["content_hash"]: row for row in old.values()} if upsert else {}
         source = self.source or open_source(".", storage_options=self.store.storage_options)
-        pending: list[pa.Table] = []
+        writer = target.fragment_writer()
+        fragments: list[str] = []  # written by the workers, not committed yet
+        rows: list[pa.Table] = []  # encoded here (local engine), not written yet
+        ids: list[str] = []  # the ids in both
         reuse: list[PhotoRead] = []
         last_commit = time.monotonic()
 
         def commit() -> None:
+            """One checkpoint: the written fragments become one version of the target (an
+            upsert deletes the rows they replace in the same commit)."""
             nonlocal last_commit
             if reuse:
-                pending.append(self._reused_rows(reuse, source))
+                made = self._reused_rows(reuse, source)
+                rows.append(made)
+                ids.extend(made.column("id").to_pylist())
                 reuse.clear()
-            rows = pa.concat_tables(pending) if pending else None
-            pending.clear()
-            if rows is not None and rows.num_rows:
-                (target.upsert if upsert else target.add)(rows)
+            if rows:
+                fragments.extend(writer(pa.concat_tables(rows)))
+                rows.clear()
+            if fragments:
+                replaced = [i for i in ids if i in old] if upsert else []
+                target.commit_fragments(fragments, replaced)
                 self.report.commits += 1
+            fragments.clear()
+            ids.clear()
             last_commit = time.monotonic()
 
         results: Iterable[ShardResult]
         if self.engine == "ray":
             results = _encode_ray(
-                shards, source, self.bundle, self.workers, self.cpus_per_worker, set(known)
+                shards, source, self.bundle, self.workers, self.cpus_per_worker, set(known), writer
             )
         else:
             results = _encode_local(shards, source, self.bundle, self.workers, set(known))
         try:
             for result in results:
-                pending.append(result.rows)
+                fragments.extend(result.fragments)
+                if result.rows.num_rows:
+                    rows.append(result.rows)
+                ids.extend(result.ids)
                 reuse.extend(result.reused)
-                for row_id in result.rows.column("id").to_pylist():
+                for row_id in result.ids:
                     self._count(row_id, old, None)
                 for read in result.reused:
                     self._count(photo_id(read.entry.path), old, known.get(read.content_hash))
-                self.report.encoded += result.rows.num_rows
+                self.report.encoded += len(result.ids)
                 self.report.failed.extend(result.failed)
                 self.done += result.photos
-                waiting = sum(t.num_rows for t in pending) + len(reuse)
+                waiting = len(ids) + len(reuse)
                 if waiting >= self.write_batch or (
                     time.monotonic() - last_commit >= COMMIT_EVERY_SECONDS
                 ):

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from pixsearch.db.errors import InvalidInputError
+from pixsearch.db.objectstore import s3_filesystem
 from pixsearch.indexer.preprocess import SUPPORTED_SUFFIXES
 from pixsearch.indexer.scan import (
     KNOWN_UNSUPPORTED_SUFFIXES,
@@ -39,15 +40,6 @@ from pixsearch.indexer.scan import (
 
 SIDECAR_MAX_BYTES = 10_000
 """Only the first 10 kB of a sidecar caption are read."""
-
-_OPTION_KEYS = {
-    "access_key": ("aws_access_key_id", "access_key_id"),
-    "secret_key": ("aws_secret_access_key", "secret_access_key"),
-    "session_token": ("aws_session_token", "session_token", "token"),
-    "region": ("aws_region", "region", "aws_default_region"),
-    "endpoint_override": ("aws_endpoint", "aws_endpoint_url", "endpoint", "endpoint_url"),
-}
-"""pyarrow ``S3FileSystem`` argument -> the ``storage_options`` keys LanceDB accepts for it."""
 
 
 def is_remote(uri: str | os.PathLike[str]) -> bool:
@@ -247,35 +239,6 @@ def open_source(
 ) -> PhotoSource:
     """A :class:`PhotoSource` for a local path or an object-store URI."""
     return PhotoSource(uri, storage_options=storage_options, include_hidden=include_hidden)
-
-
-def s3_filesystem(storage_options: dict[str, str] | None = None) -> Any:
-    """A ``pyarrow.fs.S3FileSystem`` from LanceDB-style ``storage_options``, else the env.
-
-    Unset values fall back to the AWS SDK's usual sources (``AWS_ACCESS_KEY_ID``,
-    ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``, ``AWS_ENDPOINT_URL``, profiles, instance roles).
-    An ``http://`` endpoint (or ``allow_http``) talks plain HTTP, for a local S3 server.
-
-    >>> s3_filesystem({"aws_endpoint": "http://127.0.0.1:9", "aws_region": "us-east-1",
-    ...                "aws_access_key_id": "k", "aws_secret_access_key": "s"}).region
-    'us-east-1'
-    """
-    import pyarrow.fs as pafs
-
-    options = {k.lower(): v for k, v in (storage_options or {}).items()}
-    kwargs: dict[str, Any] = {}
-    for argument, keys in _OPTION_KEYS.items():
-        value = next((options[k] for k in keys if options.get(k)), None)
-        if value is not None:
-            kwargs[argument] = value
-    endpoint = kwargs.get("endpoint_override") or os.environ.get("AWS_ENDPOINT_URL_S3") or ""
-    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL", "")
-    allow_http = str(options.get("allow_http", options.get("aws_allow_http", ""))).lower()
-    if endpoint.startswith("http://") or allow_http == "true":
-        kwargs["scheme"] = "http"
-    if endpoint:
-        kwargs["endpoint_override"] = endpoint.split("://", 1)[-1]
-    return pafs.S3FileSystem(**kwargs)
 
 
 def _metadata(stream: Any) -> dict[str, str]:

@@ -10,12 +10,13 @@ import sys
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import pyarrow as pa
 import pytest
 from helpers import noise_image
 from test_object_store import S3Server, bucket, s3  # noqa: F401  (fixtures)
 
 from pixsearch.db.environment import reload_environment
-from pixsearch.db.errors import InvalidInputError, MissingExtraError
+from pixsearch.db.errors import ConcurrentWriteError, InvalidInputError, MissingExtraError
 from pixsearch.db.schema import photo_schema
 from pixsearch.db.store import PhotoStore
 from pixsearch.indexer.batch import STAGING_PREFIX, JobStatus, job_id, run_reindex
@@ -23,6 +24,10 @@ from pixsearch.indexer.rows import feature_source
 from pixsearch.indexer.scan import PhotoEntry
 from pixsearch.indexer.sources import PhotoBytes, PhotoSource
 from pixsearch.search import ImageSearch
+
+
+class SimulatedCrash(BaseException):
+    """Stops the job as Ctrl-C or a dying process would (an ``Exception`` is a photo's failure)."""
 
 
 class CrashingSource(PhotoSource):
@@ -34,7 +39,7 @@ class CrashingSource(PhotoSource):
 
     def open(self, path: str) -> tuple[BinaryIO, PhotoEntry]:
         if self.reads_ok <= 0:
-            raise RuntimeError("simulated crash: the job dies here")
+            raise SimulatedCrash("simulated crash: the job dies here")
         self.reads_ok -= 1
         return super().open(path)
 
@@ -87,7 +92,7 @@ def test_resume_after_a_crash_encodes_only_what_is_missing(tmp_path: Path) -> No
     photos = _photos(tmp_path / "photos", 40)
     store = PhotoStore(tmp_path / "db")
     engine = ImageSearch(tmp_path / "db")
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    with pytest.raises(SimulatedCrash, match="simulated crash"):
         run_reindex(
             store,
             engine.bundle,
@@ -111,7 +116,7 @@ def test_upgrade_is_invisible_until_complete_and_resumes(tmp_path: Path) -> None
     reader = PhotoStore(tmp_path / "db")  # a search process beside the job
     version = reader.version()
 
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    with pytest.raises(SimulatedCrash, match="simulated crash"):
         run_reindex(
             engine.store,
             engine.bundle,
@@ -144,6 +149,63 @@ def test_upgrade_is_invisible_until_complete_and_resumes(tmp_path: Path) -> None
     assert reader.table_info().bundle_id == engine.bundle.id and reader.count() == 30
     assert PhotoStore(tmp_path / "db", table=staging.table_name).table_info() is None  # dropped
     assert engine.search("noise", k=3, policy="none").results
+
+
+def test_rebuild_resumed_after_a_staged_photo_changed_stages_each_photo_once(
+    tmp_path: Path,
+) -> None:
+    """A photo staged by a killed rebuild, then edited, is staged again, not twice."""
+    photos = _photos(tmp_path / "photos", 20)
+    engine = ImageSearch(tmp_path / "db")
+    engine.index(photos)
+    _make_old_bundle_table(engine, same_encoder=False)
+    with pytest.raises(SimulatedCrash):
+        run_reindex(
+            engine.store,
+            engine.bundle,
+            CrashingSource(str(photos), reads_ok=12),
+            shard_size=4,
+            write_batch=4,
+            workers=1,
+        )
+    staging = PhotoStore(
+        tmp_path / "db", table=STAGING_PREFIX + job_id(engine.bundle.id, str(photos))
+    )
+    staged = staging.scan(["path"]).column("path").to_pylist()
+    assert len(staged) >= 4
+    noise_image(Path(staged[0]), 77, size=(40, 30))  # changed after it was staged
+    report = run_reindex(engine.store, engine.bundle, str(photos), shard_size=4, write_batch=4)
+    assert report.swapped and report.resumed == len(staged) - 1
+    rows = engine.store.scan(["id", "path", "width"]).to_pylist()
+    assert len(rows) == len({row["id"] for row in rows}) == 20
+    assert [row["width"] for row in rows if row["path"] == staged[0]] == [40]
+
+
+def test_a_rebuild_never_discards_rows_committed_after_it_planned(tmp_path: Path) -> None:
+    """Another writer commits to ``photos`` while a rebuild runs: the swap is refused (typed
+    error), the table keeps every row, the staged work stays for the rerun."""
+    photos = _photos(tmp_path / "photos", 8)
+    engine = ImageSearch(tmp_path / "db")
+    engine.index(photos)
+    _make_old_bundle_table(engine, same_encoder=False)
+    other = PhotoStore(tmp_path / "db")  # another process's store, writing without the job's lock
+    intruded: list[int] = []
+
+    def intrude(state: JobStatus) -> None:
+        if not intruded:
+            row = other.scan(other.table.schema.names).slice(0, 1).to_pylist()[0]
+            row.update(id="0000000000000000", path=str(tmp_path / "elsewhere.png"))
+            other.add(pa.Table.from_pylist([row], schema=other.table.schema))
+            intruded.append(other.version())
+
+    with pytest.raises(ConcurrentWriteError, match="changed while the job ran"):
+        run_reindex(engine.store, engine.bundle, str(photos), status=intrude)
+    assert intruded
+    assert other.table_info().bundle_id == "older-bundle" and other.count() == 9
+    staging = PhotoStore(
+        tmp_path / "db", table=STAGING_PREFIX + job_id(engine.bundle.id, str(photos))
+    )
+    assert staging.count() == 8  # the rerun resumes from here
 
 
 def test_upgrade_with_the_same_encoder_reprojects_without_decoding(tmp_path: Path) -> None:
@@ -286,3 +348,80 @@ def test_ray_job_survives_a_killed_worker(
     assert len(paths) == len(set(paths)) == 96, f"completed in one run: {completed}"
     assert not report.failed
     print(f"worker {pid} killed; the job completed in one run: {completed}")
+
+
+class FailingPrefixSource(PhotoSource):
+    """A source with a bug for the photos under one prefix: opening them raises RuntimeError."""
+
+    def __init__(self, uri: str, bad: str, **kwargs: Any) -> None:
+        super().__init__(uri, **kwargs)
+        self.bad = bad
+
+    def open(self, path: str) -> tuple[BinaryIO, PhotoEntry]:
+        if f"/{self.bad}/" in path:
+            raise RuntimeError("simulated bug reading this prefix")
+        return super().open(path)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_job_completes_when_every_photo_of_a_shard_fails(
+    local_ray: Any,
+    s3: S3Server,  # noqa: F811
+    bucket: str,  # noqa: F811
+) -> None:
+    """Every photo of one shard fails with an unexpected error: the job completes, the other
+    shards are written, each failure is reported with its reason."""
+    from pixsearch.indexer.models import ModelBundle
+
+    s3.put_photos(f"{bucket}/photos/bad", 16, seed=100)
+    s3.put_photos(f"{bucket}/photos/good", 32)
+    store = PhotoStore(f"{bucket}/db", storage_options=s3.options)
+    source = FailingPrefixSource(f"{bucket}/photos", "bad", storage_options=s3.options)
+    report = run_reindex(
+        store, ModelBundle.load(), source, engine="ray", shard_size=16, write_batch=16
+    )
+    assert report.shards == 3 and report.encoded == 32 and store.count() == 32
+    assert sorted(path for path, _ in report.failed) == sorted(
+        f"{bucket}/photos/bad/00/photo-{i:04d}.jpg" for i in range(16)
+    )
+    assert {reason for _, reason in report.failed} == {
+        "unexpected error: RuntimeError: simulated bug reading this prefix"
+    }
+
+
+def test_a_second_job_on_an_s3_table_is_refused_and_the_table_stays_intact(
+    s3: S3Server,  # noqa: F811
+    bucket: str,  # noqa: F811
+) -> None:
+    """A second job starts while the first writes the same S3 table: it is refused with a typed
+    error (exit code 5) before writing anything; the first completes; a later job runs."""
+    from pixsearch.indexer.models import ModelBundle
+    from pixsearch.search.exit_codes import exit_code_for
+
+    s3.put_photos(f"{bucket}/photos", 24)
+    bundle = ModelBundle.load()
+    outcomes: list[BaseException | None] = []
+
+    def second_job(state: JobStatus) -> None:
+        if outcomes:
+            return
+        other = PhotoStore(f"{bucket}/db", storage_options=s3.options)
+        try:
+            run_reindex(other, bundle, f"{bucket}/photos/", shard_size=8, write_batch=8)
+        except ConcurrentWriteError as error:
+            outcomes.append(error)
+        else:
+            outcomes.append(None)
+
+    store = PhotoStore(f"{bucket}/db", storage_options=s3.options)
+    report = run_reindex(
+        store, bundle, f"{bucket}/photos", shard_size=8, write_batch=8, status=second_job
+    )
+    assert isinstance(outcomes[0], ConcurrentWriteError), outcomes
+    assert exit_code_for(outcomes[0]) == 5 and "another pixsearch job" in str(outcomes[0])
+    assert report.added == 24 and not report.failed
+    ids = store.scan(["id"]).column("id").to_pylist()
+    assert len(ids) == len(set(ids)) == 24
+    again = run_reindex(store, bundle, f"{bucket}/photos/", shard_size=8, write_batch=8)
+    assert again.unchanged == 24 and again.encoded == 0
