@@ -300,3 +300,61 @@ def test_cli_errors_and_the_policy(demo, tmp_path: Path) -> None:
 def _id(engine: ImageSearch, name: str) -> str:
     rows = engine.store.scan(["id", "path"]).to_pylist()
     return next(row["id"] for row in rows if Path(row["path"]).name == name)
+
+
+# -- does --sub remove a concept? (real Flickr8k photos) -------------------------------------
+DOG = {"dog", "dogs", "puppy"}
+CONCEPTS = {
+    "grass": {"grass", "grassy", "field", "lawn"},
+    "snow": {"snow", "snowy"},
+    "water": {"water", "pool", "lake", "river", "ocean", "sea", "beach", "surf", "waves"},
+}
+
+
+@pytest.fixture(scope="module")
+def dogs(shared_data: Path, tmp_path_factory) -> tuple[ImageSearch, dict[str, set[str]]]:
+    """The customer's photos of dogs whose captions name each concept (20 per concept) and
+    none (20): all show dogs, so "a dog" alone ranks them without regard to the concept."""
+    import csv
+    import re
+    from collections import defaultdict
+
+    words: dict[str, set[str]] = defaultdict(set)
+    with open(shared_data / "flickr8k" / "captions.tsv", encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle, delimiter="\t"):
+            words[row["image"]] |= set(re.findall("[a-z]+", row["caption"].lower()))
+    source = shared_data / "practicum" / "train_images"
+    names = sorted(p.name for p in source.iterdir() if words[p.name] & DOG)
+    any_concept = set().union(*CONCEPTS.values())
+    chosen = [n for n in names if not words[n] & any_concept][:20]
+    for concept_words in CONCEPTS.values():
+        chosen += [n for n in names if words[n] & concept_words and n not in chosen][:20]
+    root = tmp_path_factory.mktemp("dogs")
+    (root / "photos").mkdir()
+    for name in chosen:
+        shutil.copyfile(source / name, root / "photos" / name)
+    engine = ImageSearch(root / "db", policy="none")
+    assert engine.index(root / "photos").added == len(chosen) == 80
+    return engine, {name: words[name] for name in chosen}
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("query", ["a dog", "a dog running"])
+def test_sub_removes_a_concept_from_the_top_results(dogs, query: str) -> None:
+    """Measured by captions: the share of the top 20 whose captions name the subtracted concept
+    drops (summed over grass, snow and water, by at least half), and on the whole ranking the
+    concept's photos sink (their mean rank among 80 moves down by at least 10 places)."""
+    engine, words = dogs
+
+    def named(paths: list[str], concept: str) -> list[int]:
+        return [i for i, p in enumerate(paths) if words[Path(p).name] & CONCEPTS[concept]]
+
+    top_before = top_after = 0
+    for concept in CONCEPTS:
+        before = engine.search(query, k=80).paths
+        after = engine.search(query, k=80, sub=[concept]).paths
+        top_before += sum(i < 20 for i in named(before, concept))
+        top_after += sum(i < 20 for i in named(after, concept))
+        sink = np.mean(named(after, concept)) - np.mean(named(before, concept))
+        assert sink >= 10, (concept, sink)
+    assert top_after <= top_before / 2, (top_before, top_after)
