@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 
 from pixsearch.db.errors import InvalidInputError
-from pixsearch.exporter.thumbnails import thumbnail_uri
 
 
 @dataclass
@@ -134,6 +133,8 @@ def evaluate_search(
         n_images = engine.stats().photos
         log(f"indexed {n_images} photos in {index_seconds:.0f} s")
         names = {p.name for p in images_dir.rglob("*") if p.is_file()}
+        indexed = _indexed_photos(engine)
+        hides_restricted = _profile(policy).excludes_restricted_photos
         k = max(1, min(n_images, MAX_K, rank_depth))
         ranks: list[float] = []
         per_query: list[dict[str, Any]] = []
@@ -149,6 +150,13 @@ def evaluate_search(
                 "query_text": query.text,
                 "image": query.image,
             }
+            own_row = indexed.get(query.image)
+            if own_row is not None:  # what --html may show of it (checked against the file)
+                record.update(
+                    own_path=own_row["path"],
+                    own_fingerprint=(own_row["content_hash"], own_row["size"]),
+                    own_hidden=bool(hides_restricted and own_row["restricted"]),
+                )
             if response.blocked:
                 blocked += 1
                 record.update(blocked=True, message=response.message)
@@ -162,6 +170,7 @@ def evaluate_search(
                 blocked=False,
                 rank=rank,
                 best=best.path if best else None,
+                best_fingerprint=(best.content_hash, best.size) if best else None,
                 best_score=float(best.score) if best else None,
                 own_score=next(
                     (float(r.score) for r in response.results if Path(r.path).name == query.image),
@@ -196,11 +205,46 @@ def pick_shown(per_query: list[dict[str, Any]], n: int, seed: int) -> list[dict[
     return [per_query[i] for i in picked]
 
 
+def _indexed_photos(engine: Any) -> dict[str, dict[str, Any]]:
+    """File name -> the row's path, content hash, size and restricted flag."""
+    columns = ["path", "content_hash", "size", "restricted"]
+    return {Path(row["path"]).name: row for row in engine.store.scan(columns).to_pylist()}
+
+
+def _profile(policy: str) -> Any:
+    from pixsearch.indexer.policy import get_profile
+
+    return get_profile(policy)
+
+
+def _shown_thumbnail(path: str | None, fingerprint: Any, cache: Any) -> tuple[str | None, str]:
+    """``(data URI, "")`` of an indexed photo, or ``(None, why not)``: a file that is not the
+    one indexed (or has no record of it) is never shown."""
+    from pixsearch.indexer.errors import PhotoChangedError
+    from pixsearch.indexer.fingerprint import Fingerprint
+    from pixsearch.search.thumbnails import data_uri
+
+    if not path or not fingerprint:
+        return None, "not indexed"
+    try:
+        jpeg = cache.get(path, Fingerprint(str(fingerprint[0]), int(fingerprint[1])))
+    except PhotoChangedError as error:
+        return None, str(error)
+    return (data_uri(jpeg), "") if jpeg is not None else (None, "cannot be decoded")
+
+
 def write_show_html(
     result: EvalResult, path: str | Path, images_dir: str | Path, n: int, seed: int = 42
 ) -> Path:
     """A self-contained page: for ``n`` random queries the best photo (embedded thumbnail,
-    score, hit or miss); the policy's disclaimer instead of photos for a blocked query."""
+    score, hit or miss); the policy's disclaimer instead of photos for a blocked query.
+
+    Photos are shown only when their file still holds the bytes that were indexed (else the
+    cell says it changed), and under a restricting policy a restricted photo written for a
+    query is not shown either."""
+    from pixsearch.search.thumbnails import ThumbnailCache
+
+    cache = ThumbnailCache(size=200)
     rows = []
     for q in pick_shown(result.per_query, n, seed):
         text = html.escape(q["query_text"])
@@ -211,19 +255,28 @@ def write_show_html(
             )
             continue
         best = q.get("best")
-        thumb = thumbnail_uri(best, 200, missing_ok=True) if best else None
-        own = thumbnail_uri(Path(images_dir) / q["image"], 200, missing_ok=True)
+        thumb, why = _shown_thumbnail(best, q.get("best_fingerprint"), cache)
+        if q.get("own_hidden"):
+            own, own_why = None, f"hidden by policy {result.metrics['policy']}"
+        else:
+            own, own_why = _shown_thumbnail(q.get("own_path"), q.get("own_fingerprint"), cache)
         hit = "hit" if q["rank"] == 1 else f"miss (the photo written for it ranks {q['rank']})"
-        best_cell = (
-            f"<img alt='' src='{thumb}'><br>{html.escape(Path(best).name)}<br>"
-            f"score {q['best_score']:.3f}"
-            if best and thumb
-            else "no photo returned"
-        )
+        if not best:
+            best_cell = "no photo returned"
+        elif thumb:
+            best_cell = (
+                f"<img alt='' src='{thumb}'><br>{html.escape(Path(best).name)}<br>"
+                f"score {q['best_score']:.3f}"
+            )
+        else:
+            best_cell = (
+                f"<p class='changed'>{html.escape(why)}</p>{html.escape(Path(best).name)}<br>"
+                f"score {q['best_score']:.3f}"
+            )
         own_cell = (
             f"<img alt='' src='{own}'><br>{html.escape(q['image'])}"
             if own
-            else html.escape(q["image"])
+            else f"<p class='changed'>{html.escape(own_why)}</p>{html.escape(q['image'])}"
         )
         rows.append(
             f"<tr><td>{text}<br><small>{hit}</small></td><td>{best_cell}</td>"

@@ -15,3 +15,8 @@ class ModelBundleError(PixsearchError):
 
 class ImageDecodeError(PixsearchError):
     """One photo could not be read or decoded (the indexer records it and goes on)."""
+
+
+class PhotoChangedError(ImageDecodeError):
+    """A photo file is gone or holds other bytes than were indexed: its pixels are not shown
+    (what the content policy judged is what was indexed). ``pixsearch index`` refreshes it."""

@@ -141,9 +141,11 @@ def _engine(db: str | None, policy: str | None = None) -> Any:
     return ImageSearch(db, policy=policy)
 
 
-def _print_report(report: Any, as_json: bool, verbose: bool) -> None:
+def _print_report(
+    report: Any, as_json: bool, verbose: bool, extra: dict[str, Any] | None = None
+) -> None:
     if as_json:
-        emit(dumps_json(report.to_dict()))
+        emit(dumps_json({**report.to_dict(), **(extra or {})}))
         return
     emit(report.summary())
     for path, reason in report.failed:
@@ -155,8 +157,12 @@ def _print_report(report: Any, as_json: bool, verbose: bool) -> None:
         emit(f"  ({len(report.skipped)} skipped; --verbose lists them)", err=True)
 
 
-def _finish_report(report: Any, as_json: bool, verbose: bool) -> None:
-    _print_report(report, as_json, verbose)
+def _finish_report(report: Any, as_json: bool, verbose: bool, engine: Any | None = None) -> None:
+    """Print the report (and, given the engine, what the policy hides); exit 1 on failures."""
+    cost = _policy_cost(engine) if engine is not None else None
+    _print_report(report, as_json, verbose, {"hidden_by_strict": cost[0]} if cost else None)
+    if cost and not as_json:
+        emit(cost[1])
     if report.failed:
         raise typer.Exit(exit_codes.NOTHING_FOUND)
 
@@ -170,6 +176,25 @@ def _interrupted(progress: Progress, saved: str) -> typer.Exit:
         err=True,
     )
     return typer.Exit(exit_codes.INTERRUPTED)
+
+
+def _policy_cost(engine: Any) -> tuple[int, str] | None:
+    """How many photos ``strict`` hides, and a line saying so (None without a database)."""
+    total = _photo_count(engine)
+    if not total:
+        return None
+    hidden = engine.hidden_by("strict")
+    policy = engine.default_policy
+    if policy == "strict":
+        line = f"policy strict (this database's default) hides {hidden} of {total} photos"
+    else:
+        line = (
+            f"policy {policy} (this database's default) hides none; strict would hide "
+            f"{hidden} of {total} photos"
+        )
+    return hidden, (
+        f"{line}: flagged as showing children (docs/policy.md; `pixsearch policy` sets the default)"
+    )
 
 
 def _photo_count(engine: Any) -> int | None:
@@ -224,7 +249,7 @@ def index(
         raise _interrupted(progress, _saved_photos(engine, before or 0)) from error
     finally:
         progress.close()
-    _finish_report(report, as_json, verbose)
+    _finish_report(report, as_json, verbose, engine)
 
 
 @app.command()
@@ -519,7 +544,7 @@ def demo(
         emit(f'pixsearch search "{query}" --policy none')
         for rank, result in enumerate(response.results, start=1):
             emit(f"  {rank}. {result.score:6.3f}  {Path(result.path).name}")
-    hidden = engine.store.count("restricted = true")
+    hidden = engine.hidden_by("strict")
     emit(
         f"\nUnder the default policy `strict`, {hidden} of these {engine.store.count()} "
         "photos would be hidden: the child-photo classifier is tuned for 95% recall and "

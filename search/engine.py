@@ -425,6 +425,16 @@ class ImageSearch:
         self.store.optimize()
         return [f"rebuilt {len(missing)} missing indexes"]
 
+    def hidden_by(self, policy: str = "strict") -> int:
+        """How many indexed photos a search under ``policy`` never returns (0 when it hides none).
+
+        Counted through the policy's own filters (``restriction_filters``), so it is what
+        searches do."""
+        filters = _restriction_filters(_profile(policy))
+        if not filters:
+            return 0
+        return self.store.count() - self.store.count(combine(filters))
+
     def stats(self) -> DatabaseStats:
         """Counts and the model facts of the database (works without loading any model)."""
         info = self.store.table_info()
@@ -436,6 +446,7 @@ class ImageSearch:
             uri=self.uri,
             photos=self.store.count(),
             restricted=self.store.count("restricted = true") if info else 0,
+            hidden_by_strict=self.hidden_by("strict") if info else 0,
             bundle_id=info.bundle_id if info else None,
             space=info.space if info else None,
             vector_dim=info.vector_dim if info else None,

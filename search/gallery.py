@@ -2,7 +2,10 @@
 
 Thumbnails are embedded as ``data:`` URIs, so the page can be mailed or opened anywhere; the
 page loads nothing and runs no script (its Content-Security-Policy forbids both). Every
-string that comes from a file name, a caption or a query is escaped.
+string that comes from a file name, a caption or a query is escaped. A photo whose file no
+longer holds the bytes that were indexed gets no thumbnail and no link: its card says that it
+changed since indexing (``pixsearch index`` refreshes it), so the page never shows pixels the
+content policy did not judge.
 
 >>> from pixsearch.search.results import SearchResponse
 >>> page = render_gallery(SearchResponse("a <b>cat</b>", False, None, []))
@@ -24,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePath
 
 from pixsearch.db.errors import InvalidInputError
+from pixsearch.indexer.errors import PhotoChangedError
+from pixsearch.indexer.fingerprint import open_indexed
 from pixsearch.search.results import SearchResponse, SearchResult
 from pixsearch.search.thumbnails import ThumbnailCache, data_uri
 
@@ -53,6 +58,7 @@ header h1 { font-size: 1.35rem; margin: 0 0 .25rem; }
               border-radius: 6px; font-size: 1.05rem; }
 .empty, .error { padding: 1rem; border-radius: 6px; background: var(--card); }
 .error { border-left: 4px solid #dc2626; }
+.card .changed { padding: 1rem; text-align: center; color: #b45309; font-size: .85rem; }
 .warnings { color: #b45309; }
 form.search { display: flex; flex-wrap: wrap; gap: .5rem; align-items: end; margin: .5rem 0 1rem; }
 form.search label { display: flex; flex-direction: column; font-size: .8rem; color: var(--muted); }
@@ -66,7 +72,8 @@ form.search input, form.search select, form.search button { font: inherit; paddi
 """
 
 ThumbnailSource = Callable[[SearchResult], str | None]
-"""Gives the ``src`` of a result's thumbnail (a ``data:`` URI or a URL), or None."""
+"""Gives the ``src`` of a result's thumbnail (a ``data:`` URI or a URL), or None; raises
+``PhotoChangedError`` when the photo must not be shown (the card says why instead)."""
 
 
 def esc(value: object) -> str:
@@ -122,15 +129,22 @@ def result_card(
     image_src: str | None,
     href: str | None = None,
     more_like: str = "",
+    unavailable: str | None = None,
 ) -> str:
     """One result as an ``<li>`` card: thumbnail, rank, score, name, path and metadata;
-    ``more_like`` is its "more like this" HTML (:func:`like_link`, :func:`like_command`)."""
+    ``more_like`` is its "more like this" HTML (:func:`like_link`, :func:`like_command`).
+
+    ``unavailable`` (why the photo is not shown, e.g. it changed since indexing) replaces the
+    thumbnail and the links to the photo.
+    """
     name = esc(photo_name(result.path))
-    image = (
-        f'<img src="{esc(image_src)}" alt="{name}" loading="lazy">'
-        if image_src
-        else '<span class="meta">no preview</span>'
-    )
+    if unavailable:
+        image = f'<span class="changed" role="note">{esc(unavailable)}</span>'
+        href = None
+    elif image_src:
+        image = f'<img src="{esc(image_src)}" alt="{name}" loading="lazy">'
+    else:
+        image = '<span class="meta">no preview</span>'
     link_open, link_close = (f'<a href="{esc(href)}">', "</a>") if href else ("", "")
     caption = f'<div class="caption">{esc(result.caption)}</div>' if result.caption else ""
     restricted = ' <span class="badge">restricted</span>' if result.restricted else ""
@@ -185,16 +199,27 @@ def results_section(
     if not response.results:
         return f'{warnings}<p class="empty">No photos match.</p>'
     cards = "".join(
-        result_card(
-            rank,
-            result,
-            image_src=thumbnail(result),
-            href=href(result) if href else None,
-            more_like=more_like(result) if more_like else "",
-        )
+        _card(rank, result, thumbnail, href, more_like)
         for rank, result in enumerate(response.results, start=1)
     )
     return f'{warnings}<ol class="grid" id="results">{cards}</ol>'
+
+
+def _card(
+    rank: int,
+    result: SearchResult,
+    thumbnail: ThumbnailSource,
+    href: Callable[[SearchResult], str | None] | None,
+    more_like: Callable[[SearchResult], str] | None,
+) -> str:
+    like = more_like(result) if more_like else ""
+    try:
+        src = thumbnail(result)
+    except PhotoChangedError as error:
+        return result_card(rank, result, image_src=None, more_like=like, unavailable=str(error))
+    return result_card(
+        rank, result, image_src=src, href=href(result) if href else None, more_like=like
+    )
 
 
 def page(title: str, body: str, *, csp: str = GALLERY_CSP) -> str:
@@ -229,10 +254,9 @@ def render_gallery(
         f"<header><h1>pixsearch: “{esc(response.query)}”</h1>"
         f'<p class="meta">{esc(count)} · policy {esc(response.policy)} · {esc(when)}</p></header>'
     )
-    no_preview: ThumbnailSource = lambda _result: None  # noqa: E731
     body = header + results_section(
         response,
-        thumbnail or no_preview,
+        thumbnail or _no_preview,
         lambda result: _file_uri(result.path),
         lambda result: like_command(result.path, db),
     )
@@ -240,11 +264,12 @@ def render_gallery(
 
 
 def embedded_thumbnails(cache: ThumbnailCache | None = None) -> ThumbnailSource:
-    """A thumbnail source that embeds each photo as a ``data:`` URI (None if unreadable)."""
+    """A thumbnail source that embeds each photo as a ``data:`` URI (None if undecodable);
+    raises ``PhotoChangedError`` for a photo whose file is not the one indexed."""
     cache = cache or ThumbnailCache()
 
     def source(result: SearchResult) -> str | None:
-        jpeg = cache.get(result.path, _hash_key(result))
+        jpeg = cache.get(result.path, result.fingerprint)
         return data_uri(jpeg) if jpeg is not None else None
 
     return source
@@ -287,9 +312,10 @@ def open_in_browser(path: Path, opener: Callable[[str], object] | None = None) -
     return uri
 
 
-def _hash_key(result: SearchResult) -> str:
-    # SearchResult carries no content hash; id + size + mtime change whenever the file does.
-    return f"{result.id}:{result.size}:{result.modified.timestamp()}"
+def _no_preview(result: SearchResult) -> None:
+    """No thumbnail, but the card links to the file only when it is still the one indexed."""
+    with open_indexed(result.path, result.fingerprint):
+        return None
 
 
 def _file_uri(path: str) -> str | None:

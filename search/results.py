@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pixsearch.indexer.fingerprint import Fingerprint
 from pixsearch.indexer.policy.profiles import DEFAULT_PROFILE
 
 
@@ -34,6 +35,9 @@ class SearchResult:
     caption: str | None = None
     similarity: float | None = None
     """Cosine similarity in the search space (set when a reranker made ``score``)."""
+    content_hash: str = field(default="", repr=False)
+    """SHA-256 of the file's bytes when indexed: outputs that show the photo check the file
+    against it (:attr:`fingerprint`). Not part of :meth:`to_dict`."""
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> SearchResult:
@@ -52,7 +56,13 @@ class SearchResult:
             child_score=float(row["child_score"]),
             caption=row.get("caption"),
             similarity=row.get("similarity"),
+            content_hash=row.get("content_hash") or "",
         )
+
+    @property
+    def fingerprint(self) -> Fingerprint:
+        """What the index says about the file's bytes (check with ``open_indexed``)."""
+        return Fingerprint(self.content_hash, self.size)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary: ``path`` and ``score`` first, then the metadata."""
@@ -114,6 +124,8 @@ class DatabaseStats:
     uri: str
     photos: int
     restricted: int
+    hidden_by_strict: int
+    """Photos a search under ``strict`` never returns (the policy's cost)."""
     bundle_id: str | None
     space: str | None
     vector_dim: int | None

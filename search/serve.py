@@ -6,7 +6,13 @@ caption or a query is escaped, and the Content-Security-Policy forbids scripts a
 
 Photos are addressed by their row id only (``/photos/{id}``, ``/thumbnails/{id}``): the id is
 looked up in the index and the path stored there is served, never a path from the request.
-Under a restricting policy, restricted photos are not found.
+Under a restricting policy, restricted photos are not found. A file that no longer holds the
+bytes that were indexed is never shown (404 "changed since it was indexed"; the search page's
+card says so): the policy judged the indexed photo, not what a name holds now.
+
+The server applies the engine's default policy (the database's, ``pixsearch policy``, unless
+the operator names one); a visitor may choose a stricter profile but not a laxer one (403)
+unless the app is made with ``allow_override=True`` (``pixsearch serve --allow-policy-override``).
 
 >>> from pixsearch.search import ImageSearch                            # doctest: +SKIP
 >>> app = create_app(ImageSearch(db="photos.db"))                       # doctest: +SKIP
@@ -18,10 +24,8 @@ http://127.0.0.1:40213
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import socket
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -29,11 +33,13 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from pixsearch.db.errors import DatabaseError, InvalidInputError, PixsearchError
 from pixsearch.db.schema import RESULT_COLUMNS
+from pixsearch.indexer.errors import PhotoChangedError
+from pixsearch.indexer.fingerprint import Fingerprint, open_indexed
 from pixsearch.indexer.policy import PROFILES, PolicyProfile, get_profile
 from pixsearch.search.engine import MAX_K, ImageSearch
 from pixsearch.search.gallery import (
@@ -73,7 +79,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+"""Host names a server on a loopback address answers to (``[::1]`` in a Host header)."""
 
 PolicyName = Literal[tuple(sorted(PROFILES))]  # type: ignore[valid-type]
 PolicyQuery = Annotated[
@@ -146,7 +153,10 @@ class Problem(BaseModel):
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "Bad query, filter or option."},
-    403: {"model": Problem, "description": "This server does not allow that policy."},
+    403: {
+        "model": Problem,
+        "description": "This server does not allow that policy (a visitor cannot lower it).",
+    },
     503: {"model": Problem, "description": "The database cannot be searched (e.g. empty)."},
 }
 
@@ -155,20 +165,30 @@ def create_app(
     engine: ImageSearch,
     *,
     policies: Sequence[str] | None = None,
+    allow_override: bool = False,
     allowed_hosts: Sequence[str] | None = None,
     thumbnails: ThumbnailCache | None = None,
 ) -> FastAPI:
     """The web app over ``engine``: search page, photo pages, photo bytes and a JSON API.
 
-    ``policies`` are the profiles a request may choose (default: all; the engine's default
-    policy applies when a request names none). ``allowed_hosts`` (e.g. ``["127.0.0.1",
-    "localhost"]``) rejects requests for other host names, which stops DNS-rebinding pages
-    from reading a local server. ``thumbnails`` defaults to a cache inside the database.
+    A request that names no policy gets the engine's default policy (the database's, unless
+    the engine was made with one). ``policies`` are the profiles a request may choose; by
+    default those at least as strict as the default policy, so a visitor cannot lift it;
+    ``allow_override`` lets visitors choose any profile. ``allowed_hosts`` (e.g.
+    ``["127.0.0.1", "localhost", "::1"]``) rejects requests for other host names, which stops
+    DNS-rebinding pages from reading a local server. ``thumbnails`` defaults to a cache inside
+    the database.
     """
-    from starlette.middleware.trustedhost import TrustedHostMiddleware
-
     default_policy = engine.default_policy
-    allowed = tuple(get_profile(name).name for name in (policies or sorted(PROFILES)))
+    if policies:
+        allowed = tuple(get_profile(name).name for name in policies)
+    else:
+        floor = get_profile(default_policy)
+        allowed = tuple(
+            name
+            for name in sorted(PROFILES)
+            if allow_override or is_at_least_as_strict(get_profile(name), floor)
+        )
     if default_policy not in allowed:
         default_policy = allowed[0]
     cache = thumbnails or ThumbnailCache.for_database(engine.uri)
@@ -187,7 +207,13 @@ def create_app(
         redoc_url=None,
     )
     if allowed_hosts:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+        hosts = {name.strip("[]").lower() for name in allowed_hosts}
+
+        @app.middleware("http")
+        async def trusted_host(request: Request, call_next: Callable[..., Any]) -> Response:
+            if host_name(request.headers.get("host", "")) not in hosts:
+                return Response("Invalid host header", status_code=400, media_type="text/plain")
+            return await call_next(request)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Callable[..., Any]) -> Response:
@@ -201,7 +227,12 @@ def create_app(
         if chosen not in PROFILES:
             raise HTTPException(400, f"unknown policy {name!r}: use one of {', '.join(allowed)}")
         if chosen not in allowed:
-            raise HTTPException(403, f"this server only allows the policy {', '.join(allowed)}")
+            raise HTTPException(
+                403,
+                f"this server applies the policy {default_policy} and allows "
+                f"{', '.join(allowed)}; a visitor cannot choose {chosen} (its operator can "
+                "start pixsearch serve --allow-policy-override)",
+            )
         return get_profile(chosen)
 
     def run_search(
@@ -249,20 +280,18 @@ def create_app(
             raise HTTPException(404, "no such photo")  # not even its existence is revealed
         return row
 
-    def unchanged_file(row: dict[str, Any]) -> str:
-        """The row's path, if the file there is still the one indexed; else 404."""
-        path = row["path"]
+    def changed(result: SearchResult) -> str | None:
+        """Why the result's photo must not be shown (its file is not the one indexed), or None."""
         try:
-            info = os.stat(path)
-        except OSError as error:
-            raise HTTPException(404, "the photo file is gone: run pixsearch index") from error
-        if (
-            not stat.S_ISREG(info.st_mode)
-            or info.st_size != row["size"]
-            or info.st_mtime_ns != row["mtime_ns"]
-        ):
-            raise HTTPException(404, "the photo changed since it was indexed: run pixsearch index")
-        return path
+            with open_indexed(result.path, result.fingerprint):
+                return None
+        except PhotoChangedError as error:
+            return str(error)
+
+    def thumbnail_src(result: SearchResult, profile: PolicyProfile) -> str:
+        """The card's thumbnail URL; raises ``PhotoChangedError`` (the card says so instead)."""
+        with open_indexed(result.path, result.fingerprint):
+            return _url("thumbnails", result.id, {"policy": profile.name})
 
     # -- JSON API ---------------------------------------------------------------------------
     @app.get(
@@ -321,16 +350,21 @@ def create_app(
     )
     def photo_file(photo_id: str, policy: PolicyQuery = None) -> Response:
         row = find_row(photo_id, profile_for(policy))
-        path = unchanged_file(row)
         headers = {"Cache-Control": "private, max-age=300"}
         media_type = BROWSER_FORMATS.get(row["format"])
-        if media_type:
-            return FileResponse(path, media_type=media_type, headers=headers)
         try:
-            jpeg = make_thumbnail(path, RENDITION_SIZE)
-        except (OSError, ValueError) as error:
-            raise HTTPException(404, "the photo cannot be decoded") from error
-        return Response(jpeg, media_type="image/jpeg", headers=headers)
+            # The bytes sent are those proven to be the indexed ones (no second open).
+            with open_indexed(row["path"], _fingerprint(row)) as handle:
+                if media_type:
+                    data = handle.read()
+                else:
+                    try:
+                        data, media_type = make_thumbnail(handle, RENDITION_SIZE), "image/jpeg"
+                    except (OSError, ValueError) as error:
+                        raise HTTPException(404, "the photo cannot be decoded") from error
+        except PhotoChangedError as error:
+            raise HTTPException(404, str(error)) from error
+        return Response(data, media_type=media_type, headers=headers)
 
     @app.get(
         "/thumbnails/{photo_id}",
@@ -341,7 +375,10 @@ def create_app(
     )
     def thumbnail(photo_id: str, policy: PolicyQuery = None) -> Response:
         row = find_row(photo_id, profile_for(policy))
-        jpeg = cache.get(row["path"], row["content_hash"])
+        try:
+            jpeg = cache.get(row["path"], _fingerprint(row))
+        except PhotoChangedError as error:
+            raise HTTPException(404, str(error)) from error
         if jpeg is None:
             raise HTTPException(404, "the photo cannot be read")
         return Response(
@@ -420,7 +457,7 @@ def create_app(
         )
         section = results_section(
             response,
-            lambda result: _url("thumbnails", result.id, {"policy": profile.name}),
+            lambda result: thumbnail_src(result, profile),
             lambda result: _url("photo", result.id, back),
             lambda result: like_link(_like_url(result.id, k, where, profile.name)),
         )
@@ -464,13 +501,18 @@ def create_app(
         ]
         details = "".join(f"<dt>{esc(name)}</dt><dd>{esc(value)}</dd>" for name, value in fields)
         src = esc(_url("photos", result.id, {"policy": profile.name}))
+        why = changed(result)
+        image = (
+            f'<p class="changed" role="note">{esc(why)}</p>'
+            if why
+            else f'<a href="{src}"><img src="{src}" alt="{esc(photo_name(result.path))}"></a>'
+        )
         body = (
             f'<article class="detail"><p><a href="{esc(back)}" id="back">← back to results</a></p>'
             f"<h2>{esc(photo_name(result.path))}</h2>"
             f'<p class="facts">{esc(facts(result))}</p>'
-            f'<a href="{src}"><img src="{src}" alt="{esc(photo_name(result.path))}"></a>'
-            f"<dl>{details}</dl>{like_link(_like_url(result.id, k, where or [], profile.name))}"
-            "</article>"
+            f"{image}<dl>{details}</dl>"
+            f"{like_link(_like_url(result.id, k, where or [], profile.name))}</article>"
         )
         return html_page(f"pixsearch: {photo_name(result.path)}", body)
 
@@ -479,6 +521,40 @@ def create_app(
 
 def _result(row: dict[str, Any]) -> SearchResult:
     return SearchResult.from_row({**row, "score": 0.0})
+
+
+def _fingerprint(row: dict[str, Any]) -> Fingerprint:
+    return Fingerprint(row["content_hash"] or "", int(row["size"]))
+
+
+def is_at_least_as_strict(profile: PolicyProfile, other: PolicyProfile) -> bool:
+    """True when ``profile`` restricts everything ``other`` does (a visitor may choose it).
+
+    >>> strict, none = get_profile("strict"), get_profile("none")
+    >>> is_at_least_as_strict(strict, none), is_at_least_as_strict(none, strict)
+    (True, False)
+    """
+    return (profile.blocks_child_queries or not other.blocks_child_queries) and (
+        profile.excludes_restricted_photos or not other.excludes_restricted_photos
+    )
+
+
+def host_name(header: str) -> str:
+    """The host of a Host header, lowercased, without port or IPv6 brackets ("" if malformed).
+
+    >>> host_name("127.0.0.1:8765"), host_name("[::1]:8765"), host_name("LOCALHOST")
+    ('127.0.0.1', '::1', 'localhost')
+    >>> host_name("[::1"), host_name("evil.example:80")
+    ('', 'evil.example')
+    """
+    header = header.strip().lower()
+    if header.startswith("["):
+        end = header.find("]")
+        rest = header[end + 1 :] if end > 0 else ""
+        if end < 0 or (rest and not rest.startswith(":")):
+            return ""
+        return header[1:end]
+    return header.split(":", 1)[0] if header.count(":") <= 1 else ""
 
 
 def _url(kind: str, photo_id: str, params: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from pixsearch.db.errors import MissingExtraError
+from pixsearch.db.errors import InvalidInputError, MissingExtraError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -51,20 +51,41 @@ def serve(
     ] = DEFAULT_HOST,
     port: Annotated[int, typer.Option("--port", help="Port to listen on.", min=0)] = DEFAULT_PORT,
     policy: Annotated[
-        str, typer.Option("--policy", help="Default content-policy profile: strict or none.")
-    ] = "strict",
+        str | None,
+        typer.Option(
+            "--policy",
+            metavar="PROFILE",
+            help="Content-policy profile the server applies: strict or none [default: the "
+            "database's (pixsearch policy), else strict].",
+            show_default=False,
+        ),
+    ] = None,
+    allow_policy_override: Annotated[
+        bool,
+        typer.Option(
+            "--allow-policy-override",
+            help="Let visitors choose any policy, also a laxer one (?policy=none). Without it "
+            "they may only choose a stricter one.",
+        ),
+    ] = False,
     lock_policy: Annotated[
         bool,
-        typer.Option("--lock-policy", help="Visitors cannot choose another policy."),
+        typer.Option(
+            "--lock-policy", help="Visitors cannot choose another policy, not even a stricter one."
+        ),
     ] = False,
 ) -> None:
     """Serve a local search page and JSON API over a database (needs pixsearch[serve]).
 
     Open http://127.0.0.1:8765/ for the search page; GET /api/search?q=a+cat&k=5 answers with
-    the shape of `pixsearch search --json`; /openapi.json documents the API.
+    the shape of `pixsearch search --json`; /openapi.json documents the API. The server applies
+    the database's default policy; visitors cannot lower it (403) unless
+    --allow-policy-override is given.
 
     Example: pixsearch serve --db ~/photos.db --port 8765
     """
+    if lock_policy and allow_policy_override:
+        raise InvalidInputError("--lock-policy and --allow-policy-override contradict: give one")
     try:
         import uvicorn
 
@@ -80,7 +101,8 @@ def serve(
     app = create_app(
         engine,
         policies=[engine.default_policy] if lock_policy else None,
-        allowed_hosts=[host, *LOOPBACK_HOSTS] if local and ":" not in host else None,
+        allow_override=allow_policy_override,
+        allowed_hosts=[host, *LOOPBACK_HOSTS] if local else None,
     )
     if not local:
         typer.secho(
@@ -91,6 +113,8 @@ def serve(
         )
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"pixsearch: serving {engine.uri} at http://{shown}:{port}/ (Ctrl-C stops)")
+    lowered = "any policy" if allow_policy_override else "no laxer policy"
+    typer.echo(f"policy {engine.default_policy}: visitors may choose {lowered}")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

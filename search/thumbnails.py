@@ -1,14 +1,20 @@
 """Small JPEG thumbnails of indexed photos, cached in memory (LRU) and optionally on disk.
 
-The cache key is the photo's ``content_hash`` (what the indexer read), so an edited photo gets
-a new thumbnail after ``pixsearch index`` and a renamed one keeps its old thumbnail.
+The cache key is the photo's indexed ``content_hash``, and every :meth:`ThumbnailCache.get`
+first proves that the file still holds those bytes (``open_indexed`` in
+:mod:`pixsearch.indexer.fingerprint`): a photo overwritten since it was indexed raises
+``PhotoChangedError`` instead of showing its new pixels or an old cached thumbnail.
+``pixsearch index`` makes it showable again.
 
->>> import tempfile, pathlib
+>>> import hashlib, tempfile, pathlib
 >>> from PIL import Image
+>>> from pixsearch.indexer.fingerprint import Fingerprint
 >>> folder = pathlib.Path(tempfile.mkdtemp())
 >>> Image.new("RGB", (640, 480), "red").save(folder / "red.png")
+>>> data = (folder / "red.png").read_bytes()
 >>> cache = ThumbnailCache(size=128)
->>> jpeg = cache.get(str(folder / "red.png"), "abc123")
+>>> indexed = Fingerprint(hashlib.sha256(data).hexdigest(), len(data))
+>>> jpeg = cache.get(str(folder / "red.png"), indexed)
 >>> jpeg[:3] == b"\\xff\\xd8\\xff", Image.open(io.BytesIO(jpeg)).size
 (True, (128, 96))
 >>> data_uri(jpeg).startswith("data:image/jpeg;base64,")
@@ -24,8 +30,11 @@ import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pixsearch.indexer.fingerprint import Fingerprint, open_indexed
 
 DEFAULT_SIZE = 256
 """Longest side of a thumbnail, in pixels."""
@@ -33,8 +42,8 @@ CACHE_FOLDER = ".pixsearch-thumbnails"
 """Folder inside a local database that holds the on-disk thumbnail cache."""
 
 
-def make_thumbnail(path: str | os.PathLike[str], size: int = DEFAULT_SIZE) -> bytes:
-    """A JPEG of the photo at ``path``, its longest side at most ``size`` pixels.
+def make_thumbnail(path: str | os.PathLike[str] | BinaryIO, size: int = DEFAULT_SIZE) -> bytes:
+    """A JPEG of the photo at ``path`` (or in an open file), its longest side at most ``size``.
 
     EXIF orientation is applied; transparency is flattened onto white. Raises ``OSError`` (or
     PIL's ``UnidentifiedImageError``, a subclass) when the file is missing or not an image.
@@ -92,27 +101,32 @@ class ThumbnailCache:
         folder = Path(uri.removeprefix("file://")) / CACHE_FOLDER if local else None
         return cls(folder, **options)
 
-    def _key(self, version: str) -> str:
-        return hashlib.sha256(f"{version}:{self.size}".encode()).hexdigest()[:32]
+    def _key(self, content_hash: str) -> str:
+        # "v2": keys of the indexed content hash only (older caches also keyed by id + mtime).
+        return hashlib.sha256(f"v2:{content_hash}:{self.size}".encode()).hexdigest()[:32]
 
-    def get(self, path: str, version: str) -> bytes | None:
-        """The thumbnail of the photo at ``path``; None when it cannot be read or decoded.
+    def get(self, path: str, fingerprint: Fingerprint) -> bytes | None:
+        """The thumbnail of the indexed photo at ``path``; None when it cannot be decoded.
 
-        ``version`` identifies the file's content (its ``content_hash``, or size + mtime):
-        a new version makes a new thumbnail.
+        Raises ``PhotoChangedError`` when the file is gone or no longer holds the indexed
+        bytes (also when a thumbnail of them is cached: a cache hit never skips the check).
         """
-        key = self._key(version or f"path:{path}")
-        with self._lock:
-            if key in self._memory:
-                self._memory.move_to_end(key)
-                return self._memory[key]
-        jpeg = self._read_disk(key)
-        if jpeg is None:
-            try:
-                jpeg = make_thumbnail(path, self.size)
-            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
-                return None
-            self._write_disk(key, jpeg)
+        key = self._key(fingerprint.content_hash)
+        with open_indexed(path, fingerprint) as handle:
+            with self._lock:
+                jpeg = self._memory.get(key)
+            if jpeg is None:
+                jpeg = self._read_disk(key)
+            if jpeg is None:
+                try:
+                    jpeg = make_thumbnail(handle, self.size)
+                except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+                    return None
+                fresh = True
+            else:
+                fresh = False
+        if fresh:
+            self._write_disk(key, jpeg)  # only after open_indexed saw no write meanwhile
         with self._lock:
             self._memory[key] = jpeg
             self._memory.move_to_end(key)

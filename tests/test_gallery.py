@@ -4,6 +4,7 @@ and the thumbnail cache behind them."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import re
 from datetime import UTC, datetime
@@ -16,10 +17,12 @@ from test_serve import RESTRICTED, assert_inert, build_indexed_db
 from typer.testing import CliRunner
 
 from pixsearch.db.errors import InvalidInputError
+from pixsearch.indexer.errors import PhotoChangedError
 from pixsearch.search.cli import EXIT_BLOCKED, app
 from pixsearch.search.gallery import (
     GALLERY_CSP,
     embedded_thumbnails,
+    human_size,
     render_gallery,
     save_gallery,
 )
@@ -32,7 +35,11 @@ DATA_IMG = re.compile(r'<img src="data:image/jpeg;base64,([A-Za-z0-9+/=]+)"')
 
 
 def result(path: Path | str, score: float = 0.5, **fields: object) -> SearchResult:
+    """A result for ``path`` as indexed now (its content hash and size, when the file exists)."""
     values = {"width": 64, "height": 48, "format": "PNG", "size": 1234, "caption": None}
+    if Path(path).is_file():
+        data = Path(path).read_bytes()
+        values.update(content_hash=hashlib.sha256(data).hexdigest(), size=len(data))
     values.update(fields)
     return SearchResult(
         str(path),
@@ -57,7 +64,8 @@ def test_page_embeds_thumbnails_and_key_metadata(tmp_path: Path) -> None:
     thumb = Image.open(io.BytesIO(base64.b64decode(images[0])))
     assert thumb.format == "JPEG" and max(thumb.size) <= 256
     assert page.index("first.png") < page.index("second.jpg")
-    for text in ("#1", "#2", "0.412", str(first), "64×48 · PNG · 1 KB · modified 2024-05-01"):
+    size = human_size(first.stat().st_size)
+    for text in ("#1", "#2", "0.412", str(first), f"64×48 · PNG · {size} · modified 2024-05-01"):
         assert text in page
     assert "2 photos · policy strict · 2024-05-01 12:00 UTC" in page
     assert f'content="{GALLERY_CSP}"'.replace("'", "&#x27;") in page
@@ -97,7 +105,7 @@ def test_no_results_and_unreadable_photos(tmp_path: Path) -> None:
     assert "No photos match." in render_gallery(SearchResponse("x", False, None, []))
     gone = SearchResponse("x", False, None, [result(tmp_path / "gone.png")])
     page = render_gallery(gone, embedded_thumbnails())
-    assert "no preview" in page and "<img" not in page
+    assert "the photo file is gone: run pixsearch index" in page and "<img" not in page
 
 
 def test_save_gallery_writes_utf8_and_reports_bad_paths(tmp_path: Path, monkeypatch) -> None:
@@ -122,13 +130,28 @@ def test_cache_is_lru_in_memory_and_persists_on_disk(tmp_path: Path) -> None:
     photos = [noise_image(tmp_path / f"{i}.png", i) for i in range(3)]
     cache = ThumbnailCache(tmp_path / "cache", max_items=2)
     for photo in photos:
-        assert cache.get(str(photo), photo.name) is not None
+        assert cache.get(str(photo), result(photo).fingerprint) is not None
     assert len(cache) == 2 and len(list((tmp_path / "cache").glob("*.jpg"))) == 3
-    photos[0].unlink()  # a fresh cache still has it on disk, keyed by the content version
-    assert ThumbnailCache(tmp_path / "cache").get(str(photos[0]), photos[0].name) is not None
-    assert ThumbnailCache().get(str(photos[0]), "other") is None
+    # A fresh cache finds it on disk, keyed by the indexed content hash: the same file under
+    # another name gets the same thumbnail.
+    copy = tmp_path / "copy.png"
+    copy.write_bytes(photos[0].read_bytes())
+    fresh = ThumbnailCache(tmp_path / "cache")
+    assert fresh.get(str(copy), result(photos[0]).fingerprint) == cache.get(
+        str(photos[0]), result(photos[0]).fingerprint
+    )
+    # ...but a cached thumbnail is never returned for a file that is gone or changed.
+    indexed = result(photos[0]).fingerprint
+    photos[0].unlink()
+    with pytest.raises(PhotoChangedError, match="gone"):
+        fresh.get(str(photos[0]), indexed)
+    cached = result(photos[1]).fingerprint  # its thumbnail is in memory and on disk
+    data = photos[1].read_bytes()
+    photos[1].write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(PhotoChangedError, match="changed since it was indexed"):
+        cache.get(str(photos[1]), cached)
     (tmp_path / "junk.png").write_bytes(b"not an image")
-    assert cache.get(str(tmp_path / "junk.png"), "junk") is None
+    assert cache.get(str(tmp_path / "junk.png"), result(tmp_path / "junk.png").fingerprint) is None
 
 
 # -- the command ----------------------------------------------------------------------------

@@ -96,6 +96,12 @@ def client(engine: ImageSearch) -> TestClient:
 
 
 @pytest.fixture(scope="module")
+def open_client(engine: ImageSearch) -> TestClient:
+    """A server whose operator lets visitors choose any policy (--allow-policy-override)."""
+    return TestClient(create_app(engine, allow_override=True))
+
+
+@pytest.fixture(scope="module")
 def openapi(client: TestClient) -> dict[str, Any]:
     response = client.get("/openapi.json")
     assert response.status_code == 200
@@ -147,14 +153,17 @@ def test_api_models_cover_every_result_field(openapi) -> None:
     assert schemas["Photo"]["additionalProperties"] is False
 
 
-def test_api_blocked_query_is_451_with_the_disclaimer(client, openapi) -> None:
+def test_api_blocked_query_is_451_with_the_disclaimer(client, open_client, openapi) -> None:
     response = client.get("/api/search", params={"q": "a little boy"})
     assert response.status_code == 451
     check_documented(openapi, "/api/search", response)
     payload = response.json()
     assert payload["blocked"] is True and payload["results"] == []
     assert "unavailable" in payload["message"]
-    lifted = client.get("/api/search", params={"q": "a little boy", "policy": "none"})
+    refused = client.get("/api/search", params={"q": "a little boy", "policy": "none"})
+    assert refused.status_code == 403  # a visitor cannot lift the server's policy
+    check_documented(openapi, "/api/search", refused)
+    lifted = open_client.get("/api/search", params={"q": "a little boy", "policy": "none"})
     assert lifted.status_code == 200 and lifted.json()["results"]
 
 
@@ -198,7 +207,7 @@ def test_api_answers_only_documented_shapes(client, openapi, q, k, where, policy
     if policy is not None:
         params["policy"] = policy
     response = client.get("/api/search", params=params)
-    assert response.status_code in (200, 400, 422, 451), response.text
+    assert response.status_code in (200, 400, 403, 422, 451), response.text
     check_documented(openapi, "/api/search", response)
 
 
@@ -273,17 +282,19 @@ def test_traversal_over_real_http_with_raw_paths(engine) -> None:
             assert b"root:" not in body
 
 
-def test_restricted_photo_never_served_under_strict(client, indexed) -> None:
+def test_restricted_photo_never_served_under_strict(client, open_client, indexed) -> None:
     photo_id = indexed[2][RESTRICTED]
     for path in (f"/photos/{photo_id}", f"/thumbnails/{photo_id}", f"/api/photos/{photo_id}"):
         assert client.get(path).status_code == 404, path
         assert client.get(path, params={"policy": "strict"}).status_code == 404, path
-        assert client.get(path, params={"policy": "none"}).status_code == 200, path
+        assert client.get(path, params={"policy": "none"}).status_code == 403, path
+        assert open_client.get(path).status_code == 404, path
+        assert open_client.get(path, params={"policy": "none"}).status_code == 200, path
     assert client.get(f"/photo/{photo_id}").status_code == 404
     query = {"q": "an astronaut in a space suit", "k": 20}
     strict = client.get("/api/search", params=query).json()["results"]
     assert strict and all(r["id"] != photo_id for r in strict)
-    lifted = client.get("/api/search", params={**query, "policy": "none"}).json()["results"]
+    lifted = open_client.get("/api/search", params={**query, "policy": "none"}).json()["results"]
     assert photo_id in [r["id"] for r in lifted]
 
 
@@ -298,14 +309,19 @@ def test_locked_policy_refuses_none(engine, indexed) -> None:
 
 
 def test_changed_file_is_not_served(client, indexed) -> None:
+    """The bytes decide, not the mtime: a touched file is served, an edited one is not."""
     photos, _, ids = indexed
     grass = photos / "grass.png"
-    before = grass.stat()
+    before, data = grass.stat(), grass.read_bytes()
     os.utime(grass, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
     try:
-        response = client.get(f"/photos/{ids['grass.png']}")
-        assert response.status_code == 404 and "changed" in response.json()["detail"]
+        assert client.get(f"/photos/{ids['grass.png']}").status_code == 200
+        grass.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # one bit, same size
+        for route in (f"/photos/{ids['grass.png']}", f"/thumbnails/{ids['grass.png']}"):
+            response = client.get(route)
+            assert response.status_code == 404 and "changed" in response.json()["detail"]
     finally:
+        grass.write_bytes(data)
         os.utime(grass, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert client.get(f"/photos/{ids['grass.png']}").status_code == 200
 
