@@ -420,8 +420,10 @@ def info(
     if as_json:
         emit(dumps_json(stats.to_dict()))
         return
-    for key, value in stats.to_dict().items():
-        emit(f"{key:>15}: {value}")
+    fields = stats.to_dict()
+    width = max(len(key) for key in fields)
+    for key, value in fields.items():
+        emit(f"{key:>{width}}: {value}")
 
 
 @app.command()
