@@ -429,11 +429,14 @@ def run_index(
     progress: ProgressCallback | None = None,
     wait_seconds: float = 0.0,
     workers: int | None = None,
+    write_batch: int | None = None,
 ) -> IndexReport:
     """Index every photo under ``root`` (a folder, a photo file or an ``s3://`` prefix) in
     place: the job's in-place mode on the local engine. See the module docstring."""
     source = open_source(root, storage_options=store.storage_options, include_hidden=include_hidden)
-    write_batch = default_write_batch()
+    write_batch = default_write_batch() if write_batch is None else write_batch
+    if write_batch < 1 or (workers is not None and workers < 1):
+        raise InvalidInputError("workers and write_batch must be at least 1")
     # a shard is the unit of a commit too: a write batch smaller than a shard makes it smaller
     shard_size = min(INDEX_SHARD_SIZE, write_batch)
     job = _Job(store, bundle, source, "local", shard_size, write_batch, progress, None)
@@ -466,8 +469,8 @@ def run_reindex(
     if engine not in ENGINES:
         raise InvalidInputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     write_batch = default_write_batch() if write_batch is None else write_batch
-    if shard_size < 1 or write_batch < 1:
-        raise InvalidInputError("shard_size and write_batch must be at least 1")
+    if shard_size < 1 or write_batch < 1 or (workers is not None and workers < 1):
+        raise InvalidInputError("workers, shard_size and write_batch must be at least 1")
     if engine == "ray":
         _require_ray()
     if source is not None and not isinstance(source, PhotoSource):

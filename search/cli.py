@@ -211,6 +211,28 @@ def _saved_photos(engine: Any, before: int) -> str:
     return f"{after - before} new photos saved, the database holds {after} (committed in batches)"
 
 
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        min=1,
+        metavar="N",
+        help="Ray actors (--engine ray; default one per CPU of the cluster) or reader threads "
+        "(local; default CPUs + 2, at most 8).",
+    ),
+]
+WriteBatchOption = Annotated[
+    int | None,
+    typer.Option(
+        "--write-batch",
+        min=1,
+        metavar="ROWS",
+        help="Rows per commit (default $PIXSEARCH_WRITE_BATCH or 512); a killed run loses at "
+        "most this many; raise it on big jobs (fewer table versions).",
+    ),
+]
+
+
 @app.command()
 def index(
     path: Annotated[Path, typer.Argument(metavar="PATH", help="Folder (or photo file) to index.")],
@@ -225,6 +247,8 @@ def index(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List skipped files.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     wait: WaitOption = 0.0,
+    workers: WorkersOption = None,
+    write_batch: WriteBatchOption = None,
 ) -> None:
     """Index the photos under PATH (incremental: unchanged files are skipped).
 
@@ -244,6 +268,8 @@ def index(
             include_hidden=include_hidden,
             progress=progress,
             wait_seconds=wait,
+            workers=workers,
+            write_batch=write_batch,
         )
     except KeyboardInterrupt as error:
         raise _interrupted(progress, _saved_photos(engine, before or 0)) from error
@@ -485,6 +511,18 @@ def reindex(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     wait: WaitOption = 0.0,
+    workers: WorkersOption = None,
+    shard_size: Annotated[
+        int | None,
+        typer.Option(
+            "--shard-size",
+            min=1,
+            metavar="PHOTOS",
+            help="Photos per worker call, and per fragment a Ray worker writes (default 64; "
+            "larger on big clusters: fewer tasks and files).",
+        ),
+    ] = None,
+    write_batch: WriteBatchOption = None,
 ) -> None:
     """Re-encode the database with the installed model bundle (after an upgrade), as a batch job.
 
@@ -498,7 +536,15 @@ def reindex(
     progress.start("listing photos")
     search_engine = _engine(db)
     try:
-        report = search_engine.reindex(path, engine=engine, progress=progress, wait_seconds=wait)
+        report = search_engine.reindex(
+            path,
+            engine=engine,
+            progress=progress,
+            wait_seconds=wait,
+            workers=workers,
+            shard_size=shard_size,
+            write_batch=write_batch,
+        )
     except KeyboardInterrupt as error:
         saved = "every photo encoded so far is saved (in the job's staging table)"
         raise _interrupted(progress, saved) from error

@@ -110,10 +110,13 @@ class ImageSearch:
         include_hidden: bool = False,
         progress: ProgressCallback | None = None,
         wait_seconds: float = 0.0,
+        workers: int | None = None,
+        write_batch: int | None = None,
     ) -> IndexReport:
         """Add or refresh every photo under ``path``; files gone from it are removed (except
         under folders that could not be read: :attr:`IndexReport.kept`). ``path`` is taken
-        canonically: a symbolic link to an indexed folder is that folder."""
+        canonically: a symbolic link to an indexed folder is that folder. ``workers``: reader
+        threads; ``write_batch``: rows per commit (default ``$PIXSEARCH_WRITE_BATCH`` or 512)."""
         from pixsearch.indexer.batch import run_index
 
         folder = os.path.expanduser(os.fspath(path))
@@ -127,6 +130,8 @@ class ImageSearch:
             include_hidden=include_hidden,
             progress=progress,
             wait_seconds=wait_seconds,
+            workers=workers,
+            write_batch=write_batch,
         )
 
     def reindex(
@@ -137,6 +142,9 @@ class ImageSearch:
         progress: ProgressCallback | None = None,
         status: Any = None,
         wait_seconds: float = 0.0,
+        workers: int | None = None,
+        shard_size: int | None = None,
+        write_batch: int | None = None,
     ) -> IndexReport:
         """Re-encode the database with the current model bundle, as a batch job.
 
@@ -147,6 +155,9 @@ class ImageSearch:
         the old or the new, never a mix; while the image encoder is unchanged, rows are
         re-projected from their stored features. An interrupted job resumes where it stopped.
         ``status`` gets a :class:`pixsearch.indexer.batch.JobStatus` (rate, ETA, failures).
+        ``workers`` (Ray actors, or local reader threads), ``shard_size`` (photos per worker
+        call and per written fragment) and ``write_batch`` (rows per commit) default to
+        :func:`pixsearch.indexer.batch.run_reindex`'s.
         """
         from pixsearch.indexer.batch import run_reindex
 
@@ -163,6 +174,9 @@ class ImageSearch:
             progress=progress,
             status=status,
             wait_seconds=wait_seconds,
+            workers=workers,
+            write_batch=write_batch,
+            **({} if shard_size is None else {"shard_size": shard_size}),
         )
 
     def remove(self, paths: Iterable[str | os.PathLike[str]]) -> int:

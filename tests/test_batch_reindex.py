@@ -231,6 +231,37 @@ def test_unknown_engine_and_missing_ray_are_clear(
         engine.reindex(tmp_path, engine="ray")
 
 
+def test_cli_sizes_reach_the_job(tmp_path: Path) -> None:
+    """``--shard-size``/``--write-batch`` shape the reindex job; ``index`` takes
+    ``--write-batch``/``--workers``; bad sizes are bad input (exit 2)."""
+    import json
+
+    import lance
+    from typer.testing import CliRunner
+
+    from pixsearch.search.cli import app
+
+    photos = _photos(tmp_path / "photos", 10)
+    runner = CliRunner()
+    args = ["reindex", str(photos), "--db", str(tmp_path / "db"), "--json", "--workers", "1"]
+    result = runner.invoke(app, [*args, "--shard-size", "3", "--write-batch", "3"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["shards"], report["commits"], report["added"]) == (4, 4, 10)
+    bad = runner.invoke(app, [*args, "--shard-size", "0"])
+    assert bad.exit_code == 2 and "--shard-size" in bad.output
+
+    def versions(db: Path, *extra: str) -> int:
+        done = runner.invoke(app, ["index", str(photos), "--db", str(db), "-q", *extra])
+        assert done.exit_code == 0, done.output
+        return len(lance.dataset(str(db / "photos.lance")).versions())
+
+    # 3 commits instead of 1 (and more fragments to compact): more table versions
+    assert versions(tmp_path / "a", "--write-batch", "4", "--workers", "2") > versions(
+        tmp_path / "b"
+    )
+
+
 # -- Ray ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def local_ray(s3: S3Server) -> Any:  # noqa: F811
