@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -38,6 +39,8 @@ from pixsearch.indexer.scan import (
     scan_photos,
 )
 
+LIST_THREADS = 16
+"""Sub-prefixes of an object-store source listed at a time."""
 SIDECAR_MAX_BYTES = 10_000
 """Only the first 10 kB of a sidecar caption are read."""
 
@@ -104,31 +107,66 @@ class PhotoSource:
         return self._list_remote()
 
     def _list_remote(self) -> Listing:
+        """The prefix's top level, then each sub-prefix listed recursively in parallel
+        (``LIST_THREADS``): one listing request returns 1000 keys, so a big bucket is listed
+        many prefixes at a time. A sub-prefix that cannot be listed is reported and marked
+        incomplete (its rows are kept); the others are listed all the same."""
         import pyarrow.fs as pafs
 
         fs, root = self._filesystem_and_path(self.uri)
-        scheme = self.uri.split("://", 1)[0]
         listing = Listing()
         try:
             info = fs.get_file_info(root)
             if info.type == pafs.FileType.File:
-                infos = [info]
-            elif info.type == pafs.FileType.Directory:
-                infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
-            else:
+                self._add_files(listing, [info], root)
+                return listing
+            if info.type != pafs.FileType.Directory:
                 raise InvalidInputError(f"{self.uri} does not exist: give a prefix or object URI")
+            top = fs.get_file_info(pafs.FileSelector(root, recursive=False))
         except OSError as error:  # the store did not answer: nothing under it is known gone
             listing.skipped.append((self.uri, f"cannot list: {error}"))
             listing.incomplete.append(self.uri)
             return listing
-        sizes = {i.path: (i.size, i.mtime_ns) for i in infos if i.type == pafs.FileType.File}
+        self._add_files(listing, [i for i in top if i.type == pafs.FileType.File], root)
+        prefixes = sorted(i.path for i in top if i.type == pafs.FileType.Directory)
+        if not self.include_hidden:
+            prefixes = [p for p in prefixes if not posixpath.basename(p).startswith(".")]
+        with ThreadPoolExecutor(LIST_THREADS, thread_name_prefix="pixsearch-list") as pool:
+            for prefix, found in zip(prefixes, pool.map(self._list_prefix, prefixes), strict=True):
+                uri = f"{self.scheme}://{prefix}"
+                if isinstance(found, OSError):
+                    listing.skipped.append((uri, f"cannot list: {found}"))
+                    listing.incomplete.append(uri)
+                else:
+                    self._add_files(listing, found, root)
+        listing.files.sort(key=lambda e: e.path)
+        return listing
+
+    @property
+    def scheme(self) -> str:
+        """``s3``, ``gs``, ... (remote sources only)."""
+        return self.uri.split("://", 1)[0]
+
+    def _list_prefix(self, prefix: str) -> list[Any] | OSError:
+        """Every object under ``prefix`` (recursive), or the error that stopped the listing."""
+        import pyarrow.fs as pafs
+
+        fs, _ = self._filesystem_and_path(self.uri)
+        try:
+            infos = fs.get_file_info(pafs.FileSelector(prefix, recursive=True))
+        except OSError as error:
+            return error
+        return [i for i in infos if i.type == pafs.FileType.File]
+
+    def _add_files(self, listing: Listing, infos: list[Any], root: str) -> None:
+        """The supported photos among one prefix's objects (``infos``: files only), with the
+        fingerprint of their caption objects (which lie in the same prefix)."""
+        sizes = {i.path: (i.size, i.mtime_ns) for i in infos}
         for item in infos:
-            if item.type != pafs.FileType.File:
-                continue
             relative = item.path[len(root) :].lstrip("/")
             if not self.include_hidden and any(p.startswith(".") for p in relative.split("/")):
                 continue
-            uri = f"{scheme}://{item.path}"
+            uri = f"{self.scheme}://{item.path}"
             suffix = posixpath.splitext(item.path)[1].lower()
             if suffix in KNOWN_UNSUPPORTED_SUFFIXES:
                 listing.skipped.append((uri, f"unsupported format {suffix}"))
@@ -145,12 +183,10 @@ class PhotoSource:
                     uri,
                     int(item.size or 0),
                     int(item.mtime_ns or 0),
-                    sidecar=f"{scheme}://{found[0]}" if found else None,
+                    sidecar=f"{self.scheme}://{found[0]}" if found else None,
                     caption_key=key,
                 )
             )
-        listing.files.sort(key=lambda e: e.path)
-        return listing
 
     def contains(self, path: str) -> bool:
         """True when ``path`` lies under this source's root (it would be listed if present).

@@ -456,3 +456,40 @@ def test_a_second_job_on_an_s3_table_is_refused_and_the_table_stays_intact(
     assert len(ids) == len(set(ids)) == 24
     again = run_reindex(store, bundle, f"{bucket}/photos/", shard_size=8, write_batch=8)
     assert again.unchanged == 24 and again.encoded == 0
+
+
+class FlakyListingSource(PhotoSource):
+    """An object-store source whose listing of one sub-prefix fails."""
+
+    def _list_prefix(self, prefix: str) -> Any:
+        if prefix.endswith("/b"):
+            return OSError("simulated listing failure")
+        return super()._list_prefix(prefix)
+
+
+def test_s3_prefixes_are_listed_apart_and_one_that_fails_keeps_its_rows(
+    s3: S3Server,  # noqa: F811
+    bucket: str,  # noqa: F811
+) -> None:
+    """Sub-prefixes are listed one by one (in parallel): one that cannot be listed is reported
+    incomplete and its rows are kept; the photos of the others are listed all the same."""
+    from test_object_store import jpeg_bytes
+
+    from pixsearch.indexer.models import ModelBundle
+
+    s3.put_photos(f"{bucket}/photos/a", 5)
+    s3.put_photos(f"{bucket}/photos/b", 4, seed=10)
+    s3.put(f"{bucket}/photos/top.jpg", jpeg_bytes(99))
+    store = PhotoStore(f"{bucket}/db", storage_options=s3.options)
+    bundle = ModelBundle.load()
+    assert run_reindex(store, bundle, f"{bucket}/photos/", shard_size=8).added == 10
+    flaky = FlakyListingSource(f"{bucket}/photos", storage_options=s3.options)
+    listing = flaky.list()
+    assert listing.incomplete == [f"{bucket}/photos/b"]
+    assert [p.rsplit("/", 1)[1] for p in sorted(e.path for e in listing.files)] == [
+        *(f"photo-{i:04d}.jpg" for i in range(5)),
+        "top.jpg",
+    ]
+    report = run_reindex(store, bundle, flaky, shard_size=8)
+    assert (report.kept, report.removed, report.unchanged) == (4, 0, 6)
+    assert store.count() == 10
