@@ -716,7 +716,7 @@ class _Job:
             upsert deletes the rows they replace in the same commit)."""
             nonlocal last_commit
             if reuse:
-                made = self._reused_rows(reuse, source)
+                made = self._reused_rows(reuse, source, known)
                 rows.append(made)
                 ids.extend(made.column("id").to_pylist())
                 reuse.clear()
@@ -776,14 +776,16 @@ class _Job:
         else:
             self.report.added += 1
 
-    def _reused_rows(self, reads: list[PhotoRead], source: PhotoSource) -> pa.Table:
-        """Rows for photos whose content is stored: copied from the stored row (looked up by
-        hash), or encoded after all when that row is gone meanwhile."""
-        hashes = sorted({read.content_hash for read in reads})
-        where = "content_hash IN (" + ", ".join(f"'{h}'" for h in hashes) + ")"
+    def _reused_rows(
+        self, reads: list[PhotoRead], source: PhotoSource, known: dict[str, dict[str, Any]]
+    ) -> pa.Table:
+        """Rows for photos whose content is stored: copied from the stored row (one per
+        content, looked up by the id the plan knew it under: many copies of one photo cost one
+        row read), or encoded after all when that row is gone meanwhile."""
+        ids = sorted({known[read.content_hash]["id"] for read in reads})
         stored = {
             row["content_hash"]: row
-            for row in self.store.scan(self.schema.names, where=where).to_pylist()
+            for row in self.store.rows_by_id(ids, self.schema.names).to_pylist()
         }
         found = [read for read in reads if read.content_hash in stored]
         self.report.reused += len(found)
