@@ -33,7 +33,7 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[
 
 @pytest.fixture(scope="module")
 def client(indexed) -> TestClient:
-    return TestClient(create_app(ImageSearch(indexed[1])))
+    return TestClient(create_app(ImageSearch(indexed[1]), allow_override=True))
 
 
 @pytest.fixture(scope="module")
