@@ -68,7 +68,8 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[
 
 @pytest.fixture(scope="module")
 def base_url(indexed) -> Iterator[str]:
-    with background_server(create_app(ImageSearch(indexed[1]))) as url:
+    # The operator lets visitors choose the policy (the page's menu is tested below).
+    with background_server(create_app(ImageSearch(indexed[1]), allow_override=True)) as url:
         yield url
 
 
