@@ -182,6 +182,13 @@ def test_serve_applies_the_database_policy_and_visitors_cannot_lower_it(
     assert opened.get(f"/photos/{restricted}", params={"policy": "none"}).status_code == 200
     assert "<select" in opened.get("/").text
 
+    locked = serve(served, "--db", str(db), "--policy", "none", "--lock-policy")
+    assert locked.get("/api/search", params={**lift, "policy": "strict"}).status_code == 403
+    both = runner.invoke(
+        cli_app, ["serve", "--db", str(db), "--lock-policy", "--allow-policy-override"]
+    )
+    assert both.exit_code == 2 and "contradict" in both.output
+
 
 def test_serve_on_ipv6_loopback_checks_the_host_header(
     photos: Path, tmp_path: Path, served: dict[str, Any]
