@@ -296,29 +296,39 @@ class TextEncoder:
         self.tokenizer_sha256 = tokenizer_sha256
         self.max_tokens = max_tokens
         self.dim = dim
-        self._tokenizers: tuple[Any, Any] | None = None
+        self._tokenizer: Any = None
         self._lock = threading.Lock()
 
-    def _load_tokenizers(self) -> tuple[Any, Any]:
-        """(truncating + padding tokenizer, plain tokenizer for counting), loaded once."""
-        if self._tokenizers is None:
+    def _load_tokenizer(self) -> Any:
+        """The tokenizer, loaded once, without truncation or padding: :meth:`encode`
+        truncates and pads itself, so that one instance also counts tokens (a second
+        ``Tokenizer`` kept ~8 MB resident in every search process)."""
+        if self._tokenizer is None:
             with self._lock:
-                if self._tokenizers is None:
+                if self._tokenizer is None:
                     from tokenizers import Tokenizer
 
                     text = _verified_bytes(self.tokenizer_path, self.tokenizer_sha256).decode()
-                    encoding = Tokenizer.from_str(text)
-                    encoding.enable_truncation(max_length=self.max_tokens)
-                    encoding.no_padding()  # padded per length-sorted batch in encode()
-                    counting = Tokenizer.from_str(text)
-                    counting.no_truncation()
-                    counting.no_padding()
-                    self._tokenizers = (encoding, counting)
-        return self._tokenizers
+                    tokenizer = Tokenizer.from_str(text)
+                    tokenizer.no_truncation()
+                    tokenizer.no_padding()
+                    self._tokenizer = tokenizer
+        return self._tokenizer
 
     def token_count(self, text: str) -> int:
         """Number of tokens of ``text`` before truncation, ``[CLS]`` and ``[SEP]`` included."""
-        return len(self._load_tokenizers()[1].encode(text).ids)
+        return len(self._load_tokenizer().encode(text).ids)
+
+    def _encodings(self, texts: list[str]) -> list[Any]:
+        """Token encodings of ``texts``, truncated to ``max_tokens`` as the tokenizer's own
+        truncation does: the text's tokens are cut, then the special tokens added."""
+        tokenizer = self._load_tokenizer()
+        keep = self.max_tokens - tokenizer.num_special_tokens_to_add(False)
+        encodings = tokenizer.encode_batch(texts, add_special_tokens=False)
+        for encoding in encodings:
+            if len(encoding.ids) > keep:
+                encoding.truncate(keep)
+        return [tokenizer.post_process(encoding) for encoding in encodings]
 
     def encode(self, texts: str | Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Embed texts; returns float32 ``[N, 384]``, each row of unit length.
@@ -333,8 +343,7 @@ class TextEncoder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        tokenizer = self._load_tokenizers()[0]
-        encodings = tokenizer.encode_batch(texts)  # truncated, not yet padded to a batch
+        encodings = self._encodings(texts)  # truncated, not yet padded to a batch
         order = np.argsort([len(e.ids) for e in encodings], kind="stable")
         step = max(1, batch_size)
         for start in range(0, len(order), step):

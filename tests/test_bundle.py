@@ -167,6 +167,31 @@ def test_long_text_is_truncated_and_counted(bundle: ModelBundle) -> None:
     np.testing.assert_allclose(encoder.encode(long), encoder.encode(longer), atol=1e-6)
 
 
+def test_truncation_is_the_tokenizers_own(bundle: ModelBundle) -> None:
+    """One tokenizer instance encodes and counts: its truncation (tokens cut, then [CLS] and
+    [SEP] added) gives what the tokenizer's built-in truncation gives, at and around the
+    limit, and counts are taken before truncation."""
+    from tokenizers import Tokenizer
+
+    encoder = bundle.text_encoder
+    builtin = Tokenizer.from_file(str(encoder.tokenizer_path))
+    builtin.enable_truncation(max_length=encoder.max_tokens)
+    plain = Tokenizer.from_file(str(encoder.tokenizer_path))
+    plain.no_truncation()  # tokenizer.json carries a truncation setting of its own
+    words = "a dog runs on the beach while two children (élan, naïve) play 東京 ball"
+    texts = [
+        "",
+        "a",
+        *(" ".join(words.split()[i % 14] for i in range(n)) for n in range(10, 320, 3)),
+    ]
+    lengths = {len(plain.encode(t).ids) for t in texts}
+    assert {254, 255, 256, 257, 258} & lengths and max(lengths) > 300  # around the limit
+    for text, mine in zip(texts, encoder._encodings(texts), strict=True):
+        theirs = builtin.encode(text)
+        assert (mine.ids, mine.attention_mask) == (theirs.ids, theirs.attention_mask), text
+        assert encoder.token_count(text) == len(plain.encode(text).ids)
+
+
 def test_image_vectors_are_unit_norm(bundle: ModelBundle) -> None:
     features, _ = bundle.image_encoder.encode(golden.golden_pixels())
     vectors = bundle.space.image_vectors(features)

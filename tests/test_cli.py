@@ -522,3 +522,65 @@ def test_installed_command_end_to_end(indexed) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["results"][0]["path"].endswith("coffee.png")
+
+
+LEAN_SEARCH = """
+import atexit, json, sys
+out = sys.argv.pop(1)
+def report():
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("pandas", "lancedb"))
+    with open(out, "w") as handle:
+        json.dump(loaded, handle)
+atexit.register(report)
+from pixsearch.search.cli import main
+sys.argv[0] = "pixsearch"
+main()
+"""
+
+
+def test_search_command_imports_neither_pandas_nor_lancedb(indexed, tmp_path: Path) -> None:
+    """`pixsearch search` in a fresh process: `import lance` would pull in pandas (~36 MB
+    resident, ~0.3 s, unused by a search); the results are those of the in-process run."""
+    _, db = indexed
+    loaded = tmp_path / "modules.json"
+    argv = ["search", "a cup of coffee", "--db", str(db), "--json", "-k", "3"]
+    done = subprocess.run(
+        [sys.executable, "-c", LEAN_SEARCH, str(loaded), *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(loaded.read_text()) == []
+    expected = json.loads(runner.invoke(app, argv).stdout)
+    assert json.loads(done.stdout) == expected and len(expected["results"]) == 3
+
+
+def test_pandas_still_imports_after_a_search_kept_it_out() -> None:
+    """The block lasts only while the search's modules are imported; pandas and pyarrow's and
+    lance's pandas conversions work afterwards in the same process."""
+    script = """
+import sys
+from pixsearch.db.imports import import_without_pandas
+import_without_pandas("pixsearch.search.engine")
+assert "pandas" not in sys.modules
+import lance, pandas as pd, pyarrow as pa
+frame = pd.DataFrame({"a": [1, 2], "c": pd.Categorical(["x", "y"])})
+assert pa.table(frame).column("c").type == pa.dictionary(pa.int8(), pa.large_string())
+assert pa.table({"a": [3]}).to_pandas()["a"].tolist() == [3]
+assert lance.write_dataset(frame[["a"]], sys.argv[1]).count_rows() == 2
+"""
+    with_tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    target = with_tmp / f"pixsearch-pandas-{os.getpid()}.lance"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(target)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+    assert done.returncode == 0, done.stderr
