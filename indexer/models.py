@@ -136,6 +136,25 @@ def providers(*, batch: bool, available: Sequence[str] | None = None) -> list[st
     return ["CPUExecutionProvider"]
 
 
+def return_freed_memory() -> bool:
+    """Ask the C allocator to hand freed memory back to the operating system (glibc's
+    ``malloc_trim``); returns whether it could (False on other C libraries).
+
+    Freed small blocks stay in the process's heap until then: dropping the text encoder's
+    session and tokenizer frees ~45 MB but lowers the resident size by only ~15 MB without it.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or None).malloc_trim
+    except (AttributeError, OSError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)
+    return True
+
+
 class OnnxModel:
     """One ONNX file of a bundle, its session created lazily (thread-safe) and then reused.
 
@@ -314,6 +333,12 @@ class TextEncoder:
                     tokenizer.no_padding()
                     self._tokenizer = tokenizer
         return self._tokenizer
+
+    def release(self) -> None:
+        """Drop the tokenizer and the session; the next call loads them again."""
+        with self._lock:
+            self._tokenizer = None
+        self.model.release()
 
     def token_count(self, text: str) -> int:
         """Number of tokens of ``text`` before truncation, ``[CLS]`` and ``[SEP]`` included."""
@@ -643,6 +668,24 @@ class ModelBundle:
             data = _verified_bytes(self.path / name, self.files.get(name))
             self._class_names = json.loads(data.decode("utf-8"))
         return self._class_names
+
+    def release(self) -> None:
+        """Drop every model session and the tokenizer, and give the freed memory back to the
+        operating system (:func:`return_freed_memory`); the next use loads them again.
+
+        A process that runs one search (``pixsearch search``) calls this once the query is
+        encoded, so the text models (~45 MB) are gone before the vector index is loaded.
+        """
+        self.text_encoder.release()
+        models = [self.image_encoder.model, self.space.image_head, self.space.text_head]
+        if self.reranker is not None:
+            models.append(self.reranker.model)
+        if self.child_classifier is not None:
+            models.append(self.child_classifier.model)
+        for model in models:
+            if isinstance(model, OnnxModel):
+                model.release()
+        return_freed_memory()
 
     def verify(self) -> None:
         """Check every file of the manifest against its sha256 (raises ``ModelBundleError``)."""

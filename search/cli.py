@@ -136,10 +136,10 @@ WaitOption = Annotated[
 ]
 
 
-def _engine(db: str | None, policy: str | None = None) -> Any:
+def _engine(db: str | None, policy: str | None = None, *, keep_models: bool = True) -> Any:
     from pixsearch.search.engine import ImageSearch
 
-    return ImageSearch(db, policy=policy)
+    return ImageSearch(db, policy=policy, keep_models=keep_models)
 
 
 def _print_report(
@@ -392,7 +392,8 @@ def search(
         "policy": policy,
         "min_score": min_score,
     }
-    engine = _engine(db, policy)
+    # One search per process: the models go before the vector index is read.
+    engine = _engine(db, policy, keep_models=False)
     if like is not None:
         if text is not None:
             options["add"] = [QueryPart.of_text(text), *options["add"]]

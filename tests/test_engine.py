@@ -58,6 +58,21 @@ def test_filters_are_prefilters(demo_engine) -> None:
     assert demo_engine.search("a cat", k=3, min_score=2.0).results == []
 
 
+def test_a_one_search_engine_drops_its_models_before_the_vector_search(demo_engine) -> None:
+    """``keep_models=False`` (the CLI's search): once the query is encoded, the text models
+    are gone (their memory is not held while the vector index loads); the results are the
+    same, and a second search loads the models again."""
+    engine = ImageSearch(demo_engine.uri, policy="none", keep_models=False)
+    expected = demo_engine.search("a cup of coffee", k=5, filters=["width>=100"])
+    first = engine.search("a cup of coffee", k=5, filters=["width>=100"])
+    encoder = engine.bundle.text_encoder
+    assert encoder.model._session is None and encoder._tokenizer is None
+    assert engine.bundle.space.text_head is None or engine.bundle.space.text_head._session is None
+    assert first.to_dict() == expected.to_dict() and len(first) == 5
+    assert engine.search("a cup of coffee", k=5, filters=["width>=100"]).paths == first.paths
+    assert demo_engine.bundle.text_encoder.model._session is not None  # the default keeps them
+
+
 def test_stats(demo_engine) -> None:
     stats = demo_engine.stats()
     assert stats.photos == 14 and stats.bundle_id == demo_engine.bundle.id
