@@ -493,3 +493,52 @@ def test_s3_prefixes_are_listed_apart_and_one_that_fails_keeps_its_rows(
     report = run_reindex(store, bundle, flaky, shard_size=8)
     assert (report.kept, report.removed, report.unchanged) == (4, 0, 6)
     assert store.count() == 10
+
+
+def test_the_s3_writer_lease_is_refused_while_held_and_taken_from_the_dead_or_expired(
+    s3: S3Server,  # noqa: F811
+    bucket: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A live holder's lease refuses the CLI (exit 5, the holder named); a lease left by a
+    killed process of this host, or an expired one, is taken over; a released one is gone."""
+    import json
+    import subprocess
+    import time
+
+    from typer.testing import CliRunner
+
+    from pixsearch.db.lease import LEASE_NAME, WriterLease
+    from pixsearch.search.cli import app
+
+    for key, value in s3.env.items():
+        monkeypatch.setenv(key, value)
+    s3.put_photos(f"{bucket}/photos", 3)
+    db = f"{bucket}/db"
+    holder = WriterLease(db, s3.options, purpose="test holder")
+    holder.acquire()
+    try:
+        refused = CliRunner().invoke(app, ["reindex", f"{bucket}/photos", "--db", db, "-q"])
+    finally:
+        holder.release()
+    assert refused.exit_code == 5, refused.output
+    assert "another pixsearch job is writing" in refused.output
+    assert "test holder" in refused.output
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid of this host that no longer runs
+    lease_key = f"{db.removeprefix('s3://')}/{LEASE_NAME}"
+    for left in (
+        {"token": "a", "host": holder.mine["host"], "pid": dead.pid, "expires": time.time() + 600},
+        {"token": "b", "host": "elsewhere", "pid": 1, "expires": time.time() - 1},
+    ):
+        s3.put(f"s3://{lease_key}", json.dumps(left).encode())
+        taker = WriterLease(db, s3.options)
+        taker.acquire()  # would raise ConcurrentWriteError if the old lease counted
+        taker.release()
+    gone = s3.client.list_objects_v2(Bucket=bucket.removeprefix("s3://"), Prefix="db/")
+    assert LEASE_NAME not in {item["Key"].rsplit("/", 1)[-1] for item in gone.get("Contents", [])}
+    live = {"token": "c", "host": "elsewhere", "pid": 1, "expires": time.time() + 600}
+    s3.put(f"s3://{lease_key}", json.dumps(live).encode())
+    with pytest.raises(ConcurrentWriteError, match="elsewhere pid 1"):
+        WriterLease(db, s3.options).acquire(wait_seconds=0.5)
