@@ -702,7 +702,8 @@ class _Job:
         if not shards:
             return
         # In place, stored content is reused (renames, copies, caption edits): path by hash.
-        known = {row["content_hash"]: row for row in old.values()} if upsert else {}
+        # content hash -> the id of a stored row with it (an id, not the row: O(n) small strings)
+        known = {row["content_hash"]: row_id for row_id, row in old.items()} if upsert else {}
         source = self.source or open_source(".", storage_options=self.store.storage_options)
         writer = target.fragment_writer()
         fragments: list[str] = []  # written by the workers, not committed yet
@@ -763,26 +764,24 @@ class _Job:
             raise
         commit()
 
-    def _count(
-        self, row_id: str, old: dict[str, dict[str, Any]], same_content: dict[str, Any] | None
-    ) -> None:
-        """Count one new row: updated (same path), renamed (content whose old path is gone)
-        or added (a new photo, or a copy)."""
+    def _count(self, row_id: str, old: dict[str, dict[str, Any]], same_content: str | None) -> None:
+        """Count one new row: updated (same path), renamed (content whose old path, the row id
+        ``same_content``, is gone) or added (a new photo, or a copy)."""
         if row_id in old:
             self.report.updated += 1
-        elif same_content is not None and same_content["id"] not in self.listed:
+        elif same_content is not None and same_content not in self.listed:
             self.report.renamed += 1
-            self.moved.add(same_content["id"])
+            self.moved.add(same_content)
         else:
             self.report.added += 1
 
     def _reused_rows(
-        self, reads: list[PhotoRead], source: PhotoSource, known: dict[str, dict[str, Any]]
+        self, reads: list[PhotoRead], source: PhotoSource, known: dict[str, str]
     ) -> pa.Table:
         """Rows for photos whose content is stored: copied from the stored row (one per
         content, looked up by the id the plan knew it under: many copies of one photo cost one
         row read), or encoded after all when that row is gone meanwhile."""
-        ids = sorted({known[read.content_hash]["id"] for read in reads})
+        ids = sorted({known[read.content_hash] for read in reads})
         stored = {
             row["content_hash"]: row
             for row in self.store.rows_by_id(ids, self.schema.names).to_pylist()
