@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -291,7 +292,9 @@ class TextEncoder:
     """all-MiniLM-L6-v2: texts -> L2-normalised 384-d embeddings (mean pooling in numpy).
 
     Texts longer than ``max_tokens`` tokens (special tokens included) are truncated; use
-    :meth:`token_count` to warn about it.
+    :meth:`token_count` to warn about it. With a ``multilingual`` encoder (a bundle with a
+    ``text_encoder_multilingual`` model, issue #15), texts with a Cyrillic letter go to it
+    instead (:func:`needs_multilingual`): it embeds them into the same 384-d space.
 
     >>> encoder = ModelBundle.load().text_encoder
     >>> vectors = encoder.encode(["a dog", "two children playing football"])
@@ -308,12 +311,22 @@ class TextEncoder:
         tokenizer_sha256: str | None = None,
         max_tokens: int = 256,
         dim: int = 384,
+        *,
+        pooled_output: str | None = None,
+        empty_ids: Sequence[int] | None = None,
+        multilingual: TextEncoder | None = None,
     ) -> None:
         self.model = model
         self.tokenizer_path = Path(tokenizer_path)
         self.tokenizer_sha256 = tokenizer_sha256
         self.max_tokens = max_tokens
         self.dim = dim
+        self.pooled_output = pooled_output
+        """Output name of a model that pools inside its graph (else mean pooling in numpy over
+        ``last_hidden_state``)."""
+        self.empty_ids = list(empty_ids) if empty_ids else None
+        """Token ids for a text that tokenizes to nothing but its specials (e.g. ``""``)."""
+        self.multilingual = multilingual
         self._tokenizer: Any = None
         self._lock = threading.Lock()
 
@@ -338,9 +351,14 @@ class TextEncoder:
         with self._lock:
             self._tokenizer = None
         self.model.release()
+        if self.multilingual is not None:
+            self.multilingual.release()
 
     def token_count(self, text: str) -> int:
-        """Number of tokens of ``text`` before truncation, ``[CLS]`` and ``[SEP]`` included."""
+        """Number of tokens of ``text`` before truncation, special tokens included (counted by
+        the encoder that embeds it)."""
+        if self.multilingual is not None and needs_multilingual(text):
+            return self.multilingual.token_count(text)
         return len(self._load_tokenizer().encode(text).ids)
 
     def _encodings(self, texts: list[str]) -> list[Any]:
@@ -365,6 +383,21 @@ class TextEncoder:
         if not all(isinstance(t, str) for t in texts):
             raise InvalidInputError("text encoder expects strings")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if self.multilingual is not None:
+            routed = np.array([needs_multilingual(t) for t in texts], dtype=bool)
+            if routed.any():
+                out[routed] = self.multilingual.encode(
+                    [t for t, r in zip(texts, routed, strict=True) if r], batch_size
+                )
+                rest = np.flatnonzero(~routed)
+                if len(rest):
+                    out[rest] = self._encode_own([texts[i] for i in rest], batch_size)
+                return out
+        return self._encode_own(texts, batch_size)
+
+    def _encode_own(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """Embed with this encoder's own model (no routing)."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
         encodings = self._encodings(texts)  # truncated, not yet padded to a batch
@@ -372,19 +405,40 @@ class TextEncoder:
         step = max(1, batch_size)
         for start in range(0, len(order), step):
             rows = order[start : start + step]
-            width = max(len(encodings[i].ids) for i in rows)
+            tokens = [self._ids(encodings[i].ids) for i in rows]
+            width = max(len(t) for t in tokens)
             ids = np.zeros((len(rows), width), dtype=np.int64)
             mask = np.zeros((len(rows), width), dtype=np.int64)
-            for j, i in enumerate(rows):
-                n = len(encodings[i].ids)
-                ids[j, :n] = encodings[i].ids
-                mask[j, :n] = 1
+            for j, row_ids in enumerate(tokens):
+                ids[j, : len(row_ids)] = row_ids
+                mask[j, : len(row_ids)] = 1
             feeds = {"input_ids": ids, "attention_mask": mask}
             if "token_type_ids" in self.model.input_names:
                 feeds["token_type_ids"] = np.zeros_like(ids)  # one segment
-            (hidden,) = self.model.run(["last_hidden_state"], feeds)
-            out[rows] = _mean_pool_l2(hidden, mask)
+            if self.pooled_output is not None:
+                (pooled,) = self.model.run([self.pooled_output], feeds)
+                out[rows] = pooled
+            else:
+                (hidden,) = self.model.run(["last_hidden_state"], feeds)
+                out[rows] = _mean_pool_l2(hidden, mask)
         return out
+
+    def _ids(self, ids: list[int]) -> list[int]:
+        if self.empty_ids is not None and len(ids) <= 2:
+            return self.empty_ids
+        return ids
+
+
+_CYRILLIC = re.compile("[\u0400-\u052f]")
+
+
+def needs_multilingual(text: str) -> bool:
+    """Whether a text goes to the multilingual encoder: it has a Cyrillic letter.
+
+    >>> needs_multilingual("a cat"), needs_multilingual("кошка"), needs_multilingual("a кот")
+    (False, True, True)
+    """
+    return _CYRILLIC.search(text) is not None
 
 
 def _mean_pool_l2(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -591,12 +645,24 @@ class ModelBundle:
                 feature_dim=self.feature_dim,
                 classes=int(image["classes"]),
             )
+            multi = models.get("text_encoder_multilingual")
             self.text_encoder = TextEncoder(
                 self._model(text["file"], arena=False, batch=False),
                 self.path / text["tokenizer"],
                 self.files[text["tokenizer"]],
                 max_tokens=int(prep["text_max_tokens"]),
                 dim=self.text_dim,
+                multilingual=TextEncoder(
+                    self._model(multi["file"], arena=False, batch=False),
+                    self.path / multi["tokenizer"],
+                    self.files[multi["tokenizer"]],
+                    max_tokens=int(prep["text_max_tokens"]),
+                    dim=self.text_dim,
+                    pooled_output=multi["output"],
+                    empty_ids=multi["empty_ids"],
+                )
+                if multi
+                else None,
             )
             text_head = space["files"].get("text_head")
             self.space: EmbeddingSpace = OnnxHeadSpace(
