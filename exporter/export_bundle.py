@@ -385,16 +385,21 @@ def _keep_trained_additions(manifest: dict[str, Any], out_dir: Path, log: Callab
         log(f"WARNING: {previous_path} unreadable; writing a fresh manifest")
         return
     extra_keys = [key for key in previous if key not in manifest]
+    models = previous.get("models") if isinstance(previous.get("models"), dict) else {}
+    extra_models = [key for key in models if key not in manifest["models"]]
     extra_files = {
         name: digest for name, digest in old_files.items() if name not in manifest["files"]
     }
-    if not extra_keys and not extra_files:
+    if not extra_keys and not extra_files and not extra_models:
         return
     same = all(old_files.get(name) == manifest["files"][name] for name in ENCODER_FILES)
     present = all((out_dir / name).is_file() for name in extra_files)
     if same and present:
         for key in extra_keys:
             manifest[key] = previous[key]
+        for key in extra_models:  # e.g. text_encoder_multilingual (trained on text_encoder)
+            manifest["models"][key] = models[key]
+        extra_keys += [f"models.{key}" for key in extra_models]
         manifest["files"] = dict(sorted({**manifest["files"], **extra_files}.items()))
         log(f"kept trained additions (encoders unchanged): {extra_keys + sorted(extra_files)}")
     else:

@@ -120,15 +120,25 @@ def encoder_module(use: Any, adapter: Any) -> Any:
     sentence_embedding [N,512] unit)``."""
     torch = require_torch()
 
+    first, last = adapter[0], adapter[-1]
+
+    def weight(linear: Any) -> Any:
+        # as x @ W: plain MatMuls in the graph, which the 8-bit quantizer takes (not Gemm)
+        return torch.nn.Parameter(linear.weight.detach().T.contiguous(), requires_grad=False)
+
     class MultilingualTextEncoder(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.use = use
-            self.adapter = adapter
+            self.w1, self.b1 = weight(first), first.bias
+            self.w2, self.b2 = weight(last), last.bias
 
         def forward(self, input_ids: Any, attention_mask: Any) -> tuple[Any, Any]:
             sentence = self.use(input_ids, attention_mask)
-            mapped = self.adapter(sentence * math.sqrt(sentence.shape[1]))
+            hidden = torch.nn.functional.gelu(
+                (sentence * math.sqrt(sentence.shape[1])) @ self.w1 + self.b1
+            )
+            mapped = hidden @ self.w2 + self.b2
             return torch.nn.functional.normalize(mapped, dim=1), sentence
 
     return MultilingualTextEncoder().eval()
@@ -334,6 +344,7 @@ def manifest_section(exported: Exported, cfg: AdapterConfig, extra: dict[str, An
             "sentence_embedding": "float32 [N,512] USE multilingual v3, unit length",
         },
         "empty_ids": EMPTY_IDS,
+        "parity": exported.parity,
         "adapter": {
             "training": "cosine distillation onto text_encoder's embeddings of the "
             "English captions of the training photos",

@@ -31,7 +31,15 @@ from pixsearch.search.cli_output import Progress
 runner = CliRunner()
 README = Path(__file__).resolve().parents[1] / "README.md"
 EXE = shutil.which("pixsearch") or str(Path(sys.executable).with_name("pixsearch"))
-RESEARCH = ["eda", "train", "export", "train-space", "train-policy", "eval"]
+RESEARCH = [
+    "eda",
+    "train",
+    "export",
+    "train-space",
+    "train-multilingual",
+    "train-policy",
+    "eval",
+]
 USER = ["index", "search", "info", "check", "policy", "reindex", "remove", "demo", "serve"]
 
 # The README's commands and the tests that run each one (help is checked for all below).
@@ -49,6 +57,7 @@ TESTED = {
     "train": ["test_workflow_steps.py::test_cli_commands_registered_and_missing_torch_named"],
     "export": ["test_export_without_the_train_extra_exits_7"],
     "train-space": ["test_train_space_on_a_folder_without_data_exits_2"],
+    "train-multilingual": ["test_multilingual.py::test_cli_on_a_folder_without_data_exits_2"],
     "train-policy": ["test_child_classifier.py::test_cli_reports_missing_data"],
     "eval": ["test_eval.py"],
 }
