@@ -32,6 +32,7 @@ from pixsearch.db.environment import DEVICES as DEVICES
 from pixsearch.db.environment import THREADS_ENV as _THREADS_ENV
 from pixsearch.db.environment import Environment, environment
 from pixsearch.db.errors import InvalidInputError
+from pixsearch.db.memory import return_freed_memory
 from pixsearch.indexer.errors import ModelBundleError
 
 BUNDLE_ENV = _BUNDLE_ENV
@@ -135,24 +136,6 @@ def providers(*, batch: bool, available: Sequence[str] | None = None) -> list[st
     if cuda and (choice == "cuda" or (choice == "auto" and batch)):
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
-
-
-def return_freed_memory() -> bool:
-    """Ask the C allocator to hand freed memory back to the operating system (glibc's
-    ``malloc_trim``); returns whether it could (False on other C libraries).
-
-    Freed small blocks stay in the process's heap until then: dropping the text encoder's
-    session and tokenizer frees ~45 MB but lowers the resident size by only ~15 MB without it.
-    """
-    import ctypes
-
-    try:  # the symbols the process already has: no library search, no subprocess
-        trim = ctypes.CDLL(None).malloc_trim
-    except (AttributeError, OSError, TypeError):  # not glibc (macOS, musl, Windows)
-        return False
-    trim.argtypes = [ctypes.c_size_t]
-    trim(0)
-    return True
 
 
 class OnnxModel:
@@ -736,7 +719,8 @@ class ModelBundle:
 
     def release(self) -> None:
         """Drop every model session and the tokenizer, and give the freed memory back to the
-        operating system (:func:`return_freed_memory`); the next use loads them again.
+        operating system (:func:`pixsearch.db.memory.return_freed_memory`); the next use
+        loads them again.
 
         A process that runs one search (``pixsearch search``) calls this once the query is
         encoded, so the text models (~45 MB) are gone before the vector index is loaded.
