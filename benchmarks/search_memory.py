@@ -8,7 +8,8 @@ the ``restricted = false`` filter applies), and prints after each step the resid
 (``VmRSS``), its change, the peak so far (``VmHWM``) and the split into anonymous memory
 (heaps, caches, model weights) and file-backed pages (the shared libraries' code and data
 that were touched). Without ``--keep-models`` the text models are dropped before the vector
-search, as the CLI does (``ImageSearch(keep_models=False)``). The CLI's own peak
+search and glibc hands big freed blocks back at once, as the CLI does
+(``ImageSearch(keep_models=False)``, ``return_memory_promptly()``). The CLI's own peak
 (``/usr/bin/time``) is in ``benchmarks/cold_start.py``.
 """
 
@@ -44,7 +45,10 @@ step("import numpy")
 import pyarrow
 step("import pyarrow")
 import pixsearch.search.cli
-step("import the CLI (typer, pydantic)")
+step("import the CLI (typer)")
+from pixsearch.db.memory import return_memory_promptly
+if not keep_models:
+    return_memory_promptly()  # what the CLI's search does first
 from pixsearch.db.imports import import_without_pandas
 import_without_pandas("pixsearch.search.engine")
 step("import the engine (lance, pyarrow.dataset; no pandas)")
