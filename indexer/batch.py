@@ -99,6 +99,29 @@ RAY_EXTRA = 'pip install "pixsearch[ray]"'
 _NOT_UTF8 = "file name is not valid UTF-8; rename the file"
 
 
+MALLOC_ARENAS = 2
+"""glibc heap arenas a job's process may use (``M_ARENA_MAX``), unless ``$MALLOC_ARENA_MAX``
+says otherwise: with one arena per reader thread (glibc's default, up to 8 per core) the freed
+memory of each write batch was not reused, and the driver's RSS rose ~70 MB per 10k rows
+(benchmarks/scale_out.py, docs/scale-out.md); with 2 it stays flat, at the same speed."""
+_M_ARENA_MAX = -8  # mallopt's parameter number in glibc's malloc.h
+
+
+def limit_malloc_arenas() -> bool:
+    """Cap glibc's heap arenas at ``MALLOC_ARENAS`` for this process (arenas made later);
+    returns whether it could (False on other C libraries, or when the environment sets it)."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    import ctypes
+
+    try:  # the symbols the process already has: no library search
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError, TypeError):  # not glibc (macOS, musl, Windows)
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(_M_ARENA_MAX, MALLOC_ARENAS))
+
+
 def default_read_workers() -> int:
     """Reader threads of the local engine: CPUs + 2, at most ``MAX_READ_WORKERS``."""
     return min(MAX_READ_WORKERS, (os.cpu_count() or 2) + 2)
@@ -434,6 +457,7 @@ def run_index(
     """Index every photo under ``root`` (a folder, a photo file or an ``s3://`` prefix) in
     place: the job's in-place mode on the local engine. See the module docstring."""
     source = open_source(root, storage_options=store.storage_options, include_hidden=include_hidden)
+    limit_malloc_arenas()
     write_batch = default_write_batch() if write_batch is None else write_batch
     if write_batch < 1 or (workers is not None and workers < 1):
         raise InvalidInputError("workers and write_batch must be at least 1")
@@ -473,6 +497,7 @@ def run_reindex(
         raise InvalidInputError("workers, shard_size and write_batch must be at least 1")
     if engine == "ray":
         _require_ray()
+    limit_malloc_arenas()
     if source is not None and not isinstance(source, PhotoSource):
         source = open_source(source, storage_options=store.storage_options)
     job = _Job(store, bundle, source, engine, shard_size, write_batch, progress, status)

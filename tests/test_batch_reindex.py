@@ -231,6 +231,19 @@ def test_unknown_engine_and_missing_ray_are_clear(
         engine.reindex(tmp_path, engine="ray")
 
 
+def test_the_job_caps_glibc_arenas_unless_the_environment_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import platform
+
+    from pixsearch.indexer.batch import limit_malloc_arenas
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False  # the user's setting wins
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert limit_malloc_arenas() is (platform.libc_ver()[0] == "glibc")
+
+
 def test_cli_sizes_reach_the_job(tmp_path: Path) -> None:
     """``--shard-size``/``--write-batch`` shape the reindex job; ``index`` takes
     ``--write-batch``/``--workers``; bad sizes are bad input (exit 2)."""
