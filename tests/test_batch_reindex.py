@@ -555,3 +555,29 @@ def test_the_s3_writer_lease_is_refused_while_held_and_taken_from_the_dead_or_ex
     s3.put(f"s3://{lease_key}", json.dumps(live).encode())
     with pytest.raises(ConcurrentWriteError, match="elsewhere pid 1"):
         WriterLease(db, s3.options).acquire(wait_seconds=0.5)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_rebuild_of_an_s3_table_swaps_in_fragments_copied_by_the_workers(
+    local_ray: Any,
+    s3: S3Server,  # noqa: F811
+    bucket: str,  # noqa: F811
+) -> None:
+    """A model upgrade on Ray + S3: workers write the staging table's fragments, then copy them
+    into ``photos`` (Ray tasks); one overwrite commit swaps them in; the staging table goes."""
+    s3.put_photos(f"{bucket}/photos", 20)
+    engine = ImageSearch(f"{bucket}/db", storage_options=s3.options)
+    assert engine.reindex(f"{bucket}/photos").added == 20
+    _make_old_bundle_table(engine, same_encoder=False)
+    report = run_reindex(
+        engine.store, engine.bundle, f"{bucket}/photos", engine="ray", shard_size=8, write_batch=8
+    )
+    assert report.mode == "rebuild" and report.swapped and report.encoded == 20
+    reader = PhotoStore(f"{bucket}/db", storage_options=s3.options)
+    assert reader.table_info().bundle_id == engine.bundle.id
+    ids = reader.scan(["id"]).column("id").to_pylist()
+    assert len(ids) == len(set(ids)) == 20
+    staging = STAGING_PREFIX + job_id(engine.bundle.id, f"{bucket}/photos/")  # same job
+    gone = PhotoStore(f"{bucket}/db", storage_options=s3.options, table=staging)
+    assert gone.table_info() is None
