@@ -64,7 +64,12 @@ def add_to_bundle(
         check_file_size(source)
     for name, source in files.items():
         if Path(source).resolve() != (folder / name).resolve():
-            shutil.copyfile(source, folder / name)
+            # a new file replaces the name (a link to another bundle's file is not written
+            # through: tests link the committed files into temporary bundles)
+            with tempfile.NamedTemporaryFile(dir=folder, delete=False) as tmp:
+                pass
+            shutil.copyfile(source, tmp.name)
+            os.replace(tmp.name, folder / name)
     update(manifest)
     listed = {name for name in manifest["files"] if name not in remove} | set(files)
     for name in remove:

@@ -1,4 +1,7 @@
-"""CLI command ``pixsearch train-policy``: train the child-photo classifier, add it to the bundle.
+"""CLI command ``pixsearch train-policy``: train the policy's classifiers, add them to the bundle.
+
+The child-photo classifier (image features) and the query classifier (text embeddings, the
+lexicon's learned second opinion); ``--only photos`` / ``--only queries`` trains one of them.
 
 Importing this module is cheap: typer and the typed errors only; numpy, scikit-learn and
 onnx are imported when the command runs (:mod:`pixsearch.exporter.child_classifier`).
@@ -61,17 +64,90 @@ def train_policy(
         bool,
         typer.Option("--write-bundle/--no-write-bundle", help="add the model to the bundle"),
     ] = True,
+    only: Annotated[
+        str | None,
+        typer.Option(
+            "--only",
+            help="train only 'photos' (child-photo classifier) or 'queries' (query classifier)",
+        ),
+    ] = None,
+    query_fpr: Annotated[
+        float,
+        typer.Option(
+            "--query-fpr",
+            min=0.0,
+            max=0.5,
+            help="share of each kind of validation texts not about children the query "
+            "classifier may flag",
+        ),
+    ] = 0.003,
 ) -> None:
-    """Train the child-photo classifier of the content policy and add it to the model bundle.
+    """Train the content policy's classifiers and add them to the model bundle.
 
-    Labels: a photo shows a child when at least 2 of its 5 captions are about children, a
-    person when a caption names one. Rule: restricted = person_present AND child_score >= t; the
-    person gate keeps --person-recall of the validation photos with people, and t is the highest
-    that keeps --recall of the combined rule on a validation split grouped by photo.
+    The query classifier (--only queries): a second opinion on the query's text embedding,
+    trained on the Flickr8k captions labelled by the lexicon, reworded copies and near misses;
+    its threshold flags at most --query-fpr of each kind of validation texts not about
+    children. The child-photo classifier (--only photos): a photo shows a child when at least
+    2 of its 5 captions are about children, a person when a caption names one. Rule:
+    restricted = person_present AND child_score >= t; the person gate keeps --person-recall of
+    the validation photos with people, and t is the highest that keeps --recall of the
+    combined rule on a validation split grouped by photo.
     """
     from pixsearch.exporter.workflow_cli import require_train_extra
 
+    if only not in (None, "photos", "queries"):
+        raise typer.BadParameter(f"use 'photos' or 'queries', not {only!r}", param_hint="--only")
     require_train_extra("sklearn", "onnx")
+    if only != "queries":
+        _train_photos(
+            data, bundle, out, recall, person_recall, person_gate, seed, cache_dir, write_bundle
+        )
+    if only != "photos":
+        _train_queries(data, bundle, out, query_fpr, seed, cache_dir, write_bundle)
+
+
+def _train_queries(
+    data: Path,
+    bundle: Path | None,
+    out: Path,
+    query_fpr: float,
+    seed: int,
+    cache_dir: Path | None,
+    write_bundle: bool,
+) -> None:
+    from pixsearch.exporter.query_classifier import run_train_queries
+
+    report = run_train_queries(
+        data,
+        bundle_dir=bundle,
+        out_dir=out,
+        target_fpr=query_fpr,
+        seed=seed,
+        cache_dir=cache_dir,
+        write_bundle=write_bundle,
+        log=lambda line: typer.echo(line, err=True),
+    )
+    v = report.metrics["validation"]["all"]
+    typer.echo(
+        f"query classifier {report.name}: threshold {report.threshold:.6f}; validation recall "
+        f"{v['recall']:.3f}, false-positive rate {v['false_positive_rate']:.3f}"
+    )
+    if report.bundle_id:
+        typer.echo(f"bundle {report.bundle_dir}: id {report.bundle_id} (run `pixsearch reindex`)")
+    typer.echo(f"wrote {report.card_path}")
+
+
+def _train_photos(
+    data: Path,
+    bundle: Path | None,
+    out: Path,
+    recall: float,
+    person_recall: float,
+    person_gate: bool,
+    seed: int,
+    cache_dir: Path | None,
+    write_bundle: bool,
+) -> None:
     from pixsearch.exporter.child_classifier import run_train_policy
 
     report = run_train_policy(

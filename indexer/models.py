@@ -575,17 +575,19 @@ class ChildClassifier:
     ((2,), True, True)
     """
 
+    _what = "image features"
+
     def __init__(self, model: OnnxModel, threshold: float, feature_dim: int = 1280) -> None:
         threshold = float(threshold)
         if not 0.0 <= threshold <= 1.0:  # also refuses NaN
-            raise ValueError(f"child classifier threshold must be in [0, 1], got {threshold!r}")
+            raise ValueError(f"classifier threshold must be in [0, 1], got {threshold!r}")
         self.model = model
         self.threshold = threshold
         self.feature_dim = feature_dim
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """Scores ``float32 [N]`` in [0,1] of image encoder features ``[N,1280]``."""
-        features = _matrix(features, self.feature_dim, "image features")
+        features = _matrix(features, self.feature_dim, self._what)
         if len(features) == 0:
             return np.zeros(0, np.float32)
         (scores,) = self.model.run(["scores"], {"features": features})
@@ -596,7 +598,24 @@ class ChildClassifier:
         return self.scores(features) >= self.threshold
 
     def __repr__(self) -> str:
-        return f"ChildClassifier(threshold={self.threshold!r})"
+        return f"{type(self).__name__}(threshold={self.threshold!r})"
+
+
+class QueryClassifier(ChildClassifier):
+    """The query policy's learned second opinion: a query's text embedding ``[N,384]`` ->
+    ``scores [N]``; the query is about children when its score is at least :attr:`threshold`.
+
+    Written by ``pixsearch train-policy --only queries`` (manifest section
+    ``policy.query_classifier``); ``bundle.query_classifier is None`` without it. Its ONNX
+    session is created on the first query checked.
+
+    >>> classifier = ModelBundle.load().query_classifier
+    >>> embedding = ModelBundle.load().text_encoder.encode(["two dogs in the snow"])
+    >>> bool(classifier.restricted(embedding)[0]), 0 < classifier.threshold < 1
+    (False, True)
+    """
+
+    _what = "text embeddings"
 
 
 class ModelBundle:
@@ -676,11 +695,35 @@ class ModelBundle:
                 if child
                 else None
             )
+            query = (manifest.get("policy") or {}).get("query_classifier")
+            self.query_classifier: QueryClassifier | None = (
+                QueryClassifier(
+                    self._model(query["file"], batch=False),
+                    query["threshold"],
+                    feature_dim=self.text_dim,
+                )
+                if query
+                else None
+            )
         except (KeyError, TypeError, ValueError) as error:
             raise ModelBundleError(
                 f"{self.path / MANIFEST_NAME} is incomplete or malformed ({error!r}); {_FIX}"
             ) from error
         self._class_names: list[str] | None = None
+
+    def query_classifier_for(self, text: str) -> QueryClassifier | None:
+        """The query classifier, when ``text`` is embedded by the English text encoder it was
+        trained on; ``None`` for a text routed to the multilingual encoder (a Cyrillic
+        letter: left to the lexicon) or without a classifier.
+
+        >>> bundle = ModelBundle.load()
+        >>> bundle.query_classifier_for("a cat") is bundle.query_classifier
+        True
+        """
+        multilingual = self.text_encoder.multilingual is not None
+        if multilingual and needs_multilingual(text):
+            return None
+        return self.query_classifier
 
     def _model(self, name: str, *, arena: bool = True, batch: bool = True) -> OnnxModel:
         if name not in self.files:

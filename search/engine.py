@@ -307,6 +307,9 @@ class ImageSearch:
         self._check_bundle(info)
         if len(parts) == 1 and parts[0].text is not None:
             query_embedding = encoder.encode([query])
+            # the learned second opinion reads the embedding search needs anyway
+            if self._learned_blocks(query, query_embedding[0], profile):
+                return SearchResponse(query, True, profile.disclaimer, [], profile.name)
             query_vector = self.bundle.space.text_vectors(query_embedding)[0]
             self._done_with_models()
             reranker = self.bundle.reranker
@@ -348,9 +351,20 @@ class ImageSearch:
             vectors.append(photo.vector)
         texts = [part.text for part in parts if part.text is not None]
         if texts:
-            encoded = iter(self.bundle.space.text_vectors(self.bundle.text_encoder.encode(texts)))
+            embeddings = self.bundle.text_encoder.encode(texts)
+            for text, embedding in zip(texts, embeddings, strict=True):
+                if self._learned_blocks(text, embedding, profile):
+                    return None
+            encoded = iter(self.bundle.space.text_vectors(embeddings))
             vectors = [next(encoded) if v is None else v for v in vectors]
         return np.stack(vectors)
+
+    def _learned_blocks(self, text: str, embedding: np.ndarray, profile: Any) -> bool:
+        """Whether the query classifier blocks ``text`` (its embedding already computed)."""
+        classifier = self.bundle.query_classifier_for(text)
+        if classifier is None:
+            return False
+        return bool(_check_query(text, profile, embedding, classifier).blocked)
 
     def _reranked(
         self,
@@ -529,7 +543,9 @@ def _restriction_filters(profile: Any) -> list[Filter]:
     return restriction_filters(profile)
 
 
-def _check_query(query: str, profile: Any) -> Any:
+def _check_query(
+    query: str, profile: Any, embedding: np.ndarray | None = None, classifier: Any = None
+) -> Any:
     from pixsearch.indexer.policy import check_query
 
-    return check_query(query, profile)
+    return check_query(query, profile, embedding=embedding, classifier=classifier)

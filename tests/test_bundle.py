@@ -77,6 +77,21 @@ def test_bundle_id_is_derived_from_file_hashes(bundle: ModelBundle) -> None:
     assert bundle.id == hashlib.sha256(lines.encode()).hexdigest()[:16]
 
 
+def test_query_classifier_reads_this_text_encoder(bundle: ModelBundle) -> None:
+    """The query classifier was trained on this text encoder's embeddings: a swapped encoder
+    must be followed by `pixsearch train-policy DATA --only queries`."""
+    section = bundle.manifest["policy"]["query_classifier"]
+    text_file = bundle.manifest["models"]["text_encoder"]["file"]
+    assert section["feature_source"] == bundle.files[text_file], (
+        "the text encoder changed since the query classifier was trained: run "
+        "`pixsearch train-policy ../shared/data --only queries`"
+    )
+    assert bundle.query_classifier is not None
+    assert bundle.query_classifier.threshold == section["threshold"]
+    scores = bundle.query_classifier.scores(np.zeros((3, bundle.text_dim), np.float32))
+    assert scores.shape == (3,) and ((scores >= 0) & (scores <= 1)).all()
+
+
 def test_every_file_is_under_40_mb(bundle: ModelBundle) -> None:
     for name in bundle.files:
         assert (BUNDLE_DIR / name).stat().st_size < MAX_FILE_BYTES, name

@@ -524,6 +524,12 @@ def test_cli_trains_and_adds_to_a_bundle(tmp_path: Path) -> None:
     assert section["person_gate"]["target_recall"] == 0.99
     assert section["threshold"] == pytest.approx(0.5, abs=1e-6)
     assert "child_classifier.onnx" in manifest["files"]
+    # without --only, the query classifier is trained too; the committed file it was linked to
+    # is replaced in the copy, never written through
+    assert manifest["policy"]["query_classifier"]["file"] in manifest["files"]
+    assert not (folder / "query_classifier.onnx").is_symlink()
+    committed = json.loads((BUNDLE_DIR / "manifest.json").read_text())
+    assert ModelBundle.load(BUNDLE_DIR).files == committed["files"]
     assert (
         manifest["bundle_id"] != json.loads((BUNDLE_DIR / "manifest.json").read_text())["bundle_id"]
     )

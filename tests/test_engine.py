@@ -271,6 +271,18 @@ def test_database_default_policy(tmp_path: Path) -> None:
         engine.set_default_policy("lenient")
 
 
+def test_learned_policy_blocks_a_reworded_query_the_lexicon_misses(tmp_path: Path) -> None:
+    """The query classifier reads the embedding search computes; strict blocks, none runs."""
+    noise_image(tmp_path / "a.png", 1)
+    engine = ImageSearch(tmp_path / "db")
+    engine.index(tmp_path / "a.png")
+    query = "little people on a carousel"
+    blocked = engine.search(query)
+    assert blocked.blocked and blocked.results == [] and blocked.message
+    assert len(engine.search(query, policy="none")) == 1
+    assert not engine.search("a carousel at a fair").blocked
+
+
 def test_default_policy_changed_elsewhere_is_seen_by_a_running_search(tmp_path: Path) -> None:
     """The settings are cached per version of their table: a change made through another
     handle (another process, e.g. an admin running the CLI) applies to the next search."""

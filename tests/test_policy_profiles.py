@@ -99,3 +99,83 @@ def test_blank_env_keeps_default(monkeypatch: pytest.MonkeyPatch) -> None:
     reload_environment()
     assert default_disclaimer() == DEFAULT_DISCLAIMER
     assert check_query("kids", get_profile()).message == DEFAULT_DISCLAIMER
+
+
+# --- the learned second opinion (issue #14) ----------------------------------------------------
+
+# Where the shipped detector is wrong on the list (strict xfails: a detector that gets one
+# right makes the test ask for it to leave the set). Paraphrases neither the lexicon nor the
+# learned detector blocks, and a near miss the learned detector flags (its threshold allows
+# 0.3% of validation texts not about children to be flagged; docs/policy.md).
+KNOWN_MISSES = {"small humans building a sandcastle", "young students raising their hands"}
+KNOWN_FALSE_BLOCKS = {"a minor injury on the knee"}
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    from pixsearch.indexer.models import ModelBundle
+
+    return ModelBundle.load()
+
+
+@pytest.fixture(scope="module")
+def list_embeddings(bundle) -> dict[str, object]:
+    from test_policy_text import load_obfuscations
+
+    queries = [row[3] for row in load_obfuscations()]
+    return dict(zip(queries, bundle.text_encoder.encode(queries), strict=True))
+
+
+def _list_params() -> list[object]:
+    from test_policy_text import load_obfuscations
+
+    return [
+        pytest.param(
+            expect,
+            query,
+            id=f"{expect}-{kind}-{query}",
+            marks=[pytest.mark.xfail(strict=True, reason="known error")]
+            if query in KNOWN_MISSES | KNOWN_FALSE_BLOCKS
+            else [],
+        )
+        for expect, _, kind, query in load_obfuscations()
+    ]
+
+
+@pytest.mark.parametrize(("expect", "query"), _list_params())
+def test_lexicon_or_learned_detector_decides_the_list(
+    expect: str, query: str, bundle, list_embeddings
+) -> None:
+    """Every query of tests/data/policy_obfuscations.tsv is blocked, every near miss runs."""
+    decision = check_query(
+        query,
+        get_profile("strict"),
+        embedding=list_embeddings[query],
+        classifier=bundle.query_classifier_for(query),
+    )
+    assert decision.blocked == (expect == "block"), decision
+
+
+def test_learned_detector_blocks_what_the_lexicon_misses(bundle) -> None:
+    query = "little people on a carousel"
+    embedding = bundle.text_encoder.encode([query])[0]
+    assert check_query(query, get_profile("strict")) == PolicyDecision(False, None, [])
+    decision = check_query(
+        query, get_profile("strict"), embedding=embedding, classifier=bundle.query_classifier
+    )
+    assert decision.blocked and decision.terms == [] and decision.message == DEFAULT_DISCLAIMER
+    assert decision.learned_score is not None
+    assert decision.learned_score >= bundle.query_classifier.threshold
+    # under "none" the classifier is not asked
+    free = check_query(
+        query, get_profile("none"), embedding=embedding, classifier=bundle.query_classifier
+    )
+    assert not free.blocked and free.learned_score is None
+
+
+def test_learned_detector_is_not_asked_when_the_lexicon_blocks(bundle) -> None:
+    embedding = bundle.text_encoder.encode(["two kids"])[0]
+    decision = check_query(
+        "two kids", get_profile("strict"), embedding=embedding, classifier=bundle.query_classifier
+    )
+    assert decision.blocked and decision.terms == ["kids"] and decision.learned_score is None

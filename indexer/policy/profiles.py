@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 from pixsearch.db.environment import DISCLAIMER_ENV as _DISCLAIMER_ENV
 from pixsearch.db.environment import environment
 from pixsearch.db.errors import InvalidInputError
 from pixsearch.indexer.policy.text import find_child_terms
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "DEFAULT_DISCLAIMER",
@@ -30,6 +34,7 @@ __all__ = [
     "PROFILES",
     "PolicyDecision",
     "PolicyProfile",
+    "QueryScorer",
     "check_query",
     "default_disclaimer",
     "get_profile",
@@ -68,11 +73,25 @@ class PolicyProfile:
 
 @dataclass(frozen=True)
 class PolicyDecision:
-    """The outcome of :func:`check_query`: whether to block, what to show, and why."""
+    """The outcome of :func:`check_query`: whether to block, what to show, and why.
+
+    ``terms`` are the lexicon's findings; ``learned_score`` is the query classifier's score
+    when it was asked (a strict profile, no term found, an embedding given), else ``None``.
+    """
 
     blocked: bool
     message: str | None = None
     terms: list[str] = field(default_factory=list)
+    learned_score: float | None = None
+
+
+class QueryScorer(Protocol):
+    """What :func:`check_query` needs of the learned detector
+    (:class:`pixsearch.indexer.models.QueryClassifier`)."""
+
+    threshold: float
+
+    def scores(self, features: np.ndarray) -> np.ndarray: ...
 
 
 #: The built-in profiles, by name, with the built-in disclaimer text (use :func:`get_profile`
@@ -112,18 +131,33 @@ def _resolve(disclaimer: str) -> str:
     return default_disclaimer() if disclaimer == DEFAULT_DISCLAIMER else disclaimer
 
 
-def check_query(text: str, profile: PolicyProfile) -> PolicyDecision:
+def check_query(
+    text: str,
+    profile: PolicyProfile,
+    *,
+    embedding: np.ndarray | None = None,
+    classifier: QueryScorer | None = None,
+) -> PolicyDecision:
     """Decide whether a search query may run under ``profile``.
 
     A blocked query must return no photos; ``message`` is the disclaimer to show instead.
-    ``terms`` lists the child terms found, also when the profile lets the query run.
+    ``terms`` lists the child terms found, also when the profile lets the query run. With the
+    query's text ``embedding`` (``[384]`` or ``[1,384]``, the one search computes) and the
+    bundle's query ``classifier``, a query the lexicon lets through is also blocked when the
+    classifier's score reaches its threshold (the learned second opinion; ``docs/policy.md``).
 
     >>> check_query("a dog on a beach", get_profile("strict"))
-    PolicyDecision(blocked=False, message=None, terms=[])
+    PolicyDecision(blocked=False, message=None, terms=[], learned_score=None)
     >>> check_query("a CHILD", PolicyProfile("de", True, True, "Nicht verfügbar"))
-    PolicyDecision(blocked=True, message='Nicht verfügbar', terms=['child'])
+    PolicyDecision(blocked=True, message='Nicht verfügbar', terms=['child'], learned_score=None)
     """
     terms = find_child_terms(text)
-    if terms and profile.blocks_child_queries:
-        return PolicyDecision(blocked=True, message=_resolve(profile.disclaimer), terms=terms)
-    return PolicyDecision(blocked=False, message=None, terms=terms)
+    blocks = profile.blocks_child_queries
+    score, learned = None, False
+    if blocks and not terms and embedding is not None and classifier is not None:
+        score = float(classifier.scores(embedding.reshape(1, -1))[0])
+        learned = score >= classifier.threshold
+    if blocks and (terms or learned):
+        message = _resolve(profile.disclaimer)
+        return PolicyDecision(blocked=True, message=message, terms=terms, learned_score=score)
+    return PolicyDecision(blocked=False, message=None, terms=terms, learned_score=score)

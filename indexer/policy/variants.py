@@ -33,6 +33,7 @@ from importlib import resources
 
 __all__ = [
     "english_term",
+    "english_word_frequencies",
     "is_english_word",
     "russian_candidates",
     "to_cyrillic",
@@ -90,7 +91,7 @@ def _stretched(token: str) -> list[str]:
 
 
 @cache
-def _english_words() -> dict[str, int]:
+def english_word_frequencies() -> dict[str, int]:
     """English words and their frequencies (``pyspellchecker``'s list, loaded once)."""
     data = resources.files("spellchecker").joinpath("resources/en.json.gz").read_bytes()
     words: dict[str, int] = json.loads(gzip.decompress(data))
@@ -99,7 +100,7 @@ def _english_words() -> dict[str, int]:
 
 def is_english_word(word: str) -> bool:
     """Whether ``word`` is in the English word list."""
-    return word in _english_words()
+    return word in english_word_frequencies()
 
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz"
@@ -165,7 +166,7 @@ def _near(token: str, words: frozenset[str]) -> str | None:
         return None
     # The likeliest reading wins: "gril" is "girl" (more common than "grill"), but "ladys"
     # is "lady" (more common than "lads") and passes.
-    frequency = _english_words()
+    frequency = english_word_frequencies()
     best = max(sorted(matches), key=lambda w: frequency.get(w, 0))
     rivals = (frequency[w] for w in _edits(token) if w in frequency and w not in words)
     return best if frequency.get(best, 0) >= max(rivals, default=0) else None
