@@ -49,7 +49,9 @@ def main() -> None:
     train_rows = np.flatnonzero(np.isin(corpus.caption_image, train))
     texts = corpus.captions + [r["en"] for r in rows] + [r["ru"] for r in rows]
     n_cap, n_test = len(corpus.captions), len(rows)
+    started = time.perf_counter()
     minilm = bundle.text_encoder._encode_own(texts, 64)
+    minilm_ms = 1000 * (time.perf_counter() - started) / len(texts)
 
     encoders = {"MiniLM (shipped, no map)": None}
 
@@ -74,7 +76,7 @@ def main() -> None:
     for name, encode in encoders.items():
         started = time.perf_counter()
         emb = minilm if encode is None else encode(texts)
-        ms = 1000 * (time.perf_counter() - started) / len(texts)
+        ms = minilm_ms if encode is None else 1000 * (time.perf_counter() - started) / len(texts)
         if encode is None:
             mapped = emb
         else:
