@@ -41,6 +41,41 @@ def _latency(encode, space, texts: list[str]) -> dict[str, float]:
     }
 
 
+def _policy(bundle, queries: list[dict[str, str]]) -> None:
+    """What the English-trained query classifier would say on multilingual embeddings (search
+    does not ask it for a Cyrillic query: ``ModelBundle.query_classifier_for``)."""
+    import re
+
+    from pixsearch.indexer.models import needs_multilingual
+
+    classifier = bundle.query_classifier
+    if classifier is None:
+        return
+    listed = Path(__file__).resolve().parents[1] / "tests" / "data" / "policy_obfuscations.tsv"
+    rows = []
+    for line in listed.read_text(encoding="utf-8").splitlines():
+        parts = line.split("\t")
+        if line.startswith("#") or len(parts) < 4 or parts[0] == "expect":
+            continue
+        text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), parts[3])
+        if parts[1] == "ru" and needs_multilingual(text):
+            rows.append((parts[0], text))
+
+    def flagged(texts: list[str]) -> int:
+        scores = classifier.scores(bundle.text_encoder.encode(texts))
+        return int((scores >= classifier.threshold).sum())
+
+    block = [t for kind, t in rows if kind == "block"]
+    near = [t for kind, t in rows if kind == "pass"]
+    print("query classifier (English-trained) on multilingual embeddings, if it were asked:")
+    print(f"  Cyrillic queries to block (policy list): {flagged(block)}/{len(block)} flagged")
+    print(f"  Cyrillic near misses (policy list): {flagged(near)}/{len(near)} flagged")
+    ru = [q["ru"] for q in queries]
+    en = [q["en"] for q in queries]
+    print(f"  Russian test-set captions (none about children): {flagged(ru)}/{len(ru)} flagged")
+    print(f"  the same captions in English: {flagged(en)}/{len(en)} flagged")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
@@ -79,6 +114,8 @@ def main() -> None:
     ):
         lat = _latency(encoders[name], bundle.space, texts)
         print(f"| {label} | {name} | {lat['p50_ms']} | {lat['p90_ms']} |")
+    print()
+    _policy(bundle, queries)
     print()
     sizes = {name: (bundle.path / name).stat().st_size for name in bundle.files}
     total = sum(sizes.values())
