@@ -367,10 +367,16 @@ def test_hostile_names_and_queries_are_escaped(client, indexed) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;.png" in page
     assert "<script>alert(1)" not in page
     attack = '"><script>alert(3)</script><img src=x onerror=alert(4)>'
+    # The learned query detector happens to flag this markup (451, the disclaimer page): the
+    # page must be inert and echo the query escaped whatever the policy decides.
     hostile = client.get("/", params={"q": attack})
-    assert hostile.status_code == 200
+    assert hostile.status_code in (200, 451)
     assert_inert(hostile.text)
     assert "&quot;&gt;&lt;script&gt;alert(3)&lt;/script&gt;" in hostile.text
+    results = client.get("/", params={"q": f"a dog {attack}"})
+    assert results.status_code == 200
+    assert_inert(results.text)
+    assert "&quot;&gt;&lt;script&gt;alert(3)&lt;/script&gt;" in results.text
     detail = client.get(f"/photo/{ids['script>.png']}", params={"q": "</a><script>alert(5)"})
     assert detail.status_code == 200
     assert_inert(detail.text)
