@@ -14,6 +14,8 @@ database built with bundle a, runtime has b: run reindex
 
 from __future__ import annotations
 
+import re
+
 
 class PixsearchError(Exception):
     """Base class of every error pixsearch raises on purpose."""
@@ -49,3 +51,25 @@ class DatabaseLockedError(DatabaseError):
 
 class ConcurrentWriteError(DatabaseLockedError):
     """Another job wrote to (or holds) the table this job writes: run it again afterwards."""
+
+
+_RUST_LOCATION = re.compile(r",?\s*[^\s,]*\.rs:\d+(:\d+)?")
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>")
+
+
+def readable_error(error: BaseException) -> str:
+    """An error's message without Rust source locations or Python object reprs.
+
+    >>> readable_error(ValueError("Invalid input, bad literal, "
+    ...     "/root/.cargo/registry/src/index.crates.io-1/lance-13.0.0/src/expr.rs:23:88, "
+    ...     "/home/runner/work/lance/lance/rust/lance-datafusion/src/planner.rs:967:13"))
+    'Invalid input, bad literal'
+    >>> readable_error(OSError("cannot identify image file <_io.BytesIO object at 0x7fee54>"))
+    'cannot identify image file (in memory)'
+    >>> readable_error(OSError(28, "No space left on device"))
+    '[Errno 28] No space left on device'
+    """
+    text = str(error).split(". Detail: Python exception:")[0]
+    text = _RUST_LOCATION.sub("", text)
+    text = _OBJECT_REPR.sub("(in memory)", text)
+    return text.strip().rstrip(",").strip() or type(error).__name__

@@ -70,7 +70,7 @@ class FragmentWriter:
                 storage_options=self.storage_options,
             )
         except (OSError, RuntimeError, ValueError) as error:
-            from pixsearch.db.store import readable_error
+            from pixsearch.db.errors import readable_error
 
             raise DatabaseError(f"could not write photos: {readable_error(error)}") from error
         return [json.dumps(fragment.to_json()) for fragment in fragments]

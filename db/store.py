@@ -21,7 +21,6 @@ import contextlib
 import logging
 import math
 import os
-import re
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -37,6 +36,7 @@ from pixsearch.db.errors import (
     DatabaseNotFoundError,
     SchemaVersionError,
 )
+from pixsearch.db.errors import readable_error as readable_error
 from pixsearch.db.fragments import FragmentWriter, commit_fragments, overwrite_with_fragments
 from pixsearch.db.reader import TableReader
 from pixsearch.db.schema import (
@@ -681,25 +681,3 @@ def _translated_errors(action: str) -> Iterator[None]:
     except (OSError, RuntimeError, ValueError) as error:
         _log.debug("could not %s", action, exc_info=error)
         raise DatabaseError(f"could not {action}: {readable_error(error)}") from error
-
-
-_RUST_LOCATION = re.compile(r",?\s*[^\s,]*\.rs:\d+(:\d+)?")
-_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>")
-
-
-def readable_error(error: BaseException) -> str:
-    """An error's message without Rust source locations or Python object reprs.
-
-    >>> readable_error(ValueError("Invalid input, bad literal, "
-    ...     "/root/.cargo/registry/src/index.crates.io-1/lance-13.0.0/src/expr.rs:23:88, "
-    ...     "/home/runner/work/lance/lance/rust/lance-datafusion/src/planner.rs:967:13"))
-    'Invalid input, bad literal'
-    >>> readable_error(OSError("cannot identify image file <_io.BytesIO object at 0x7fee54>"))
-    'cannot identify image file (in memory)'
-    >>> readable_error(OSError(28, "No space left on device"))
-    '[Errno 28] No space left on device'
-    """
-    text = str(error).split(". Detail: Python exception:")[0]
-    text = _RUST_LOCATION.sub("", text)
-    text = _OBJECT_REPR.sub("(in memory)", text)
-    return text.strip().rstrip(",").strip() or type(error).__name__
