@@ -81,3 +81,23 @@ def add_to_bundle(
         tmp.write(text)
     os.replace(tmp.name, manifest_path)
     return manifest
+
+
+def add_policy_model(
+    name: str, file_name: str, onnx_bytes: bytes, section: dict[str, Any], bundle_dir: Path | None
+) -> str:
+    """Install ``onnx_bytes`` as the bundle's ``file_name`` and ``section`` as the manifest's
+    ``policy.<name>`` (with :func:`add_to_bundle`); the new bundle id.
+
+    >>> section = {"file": "query_classifier.onnx", "threshold": 0.8}
+    >>> add_policy_model("query_classifier", section["file"], data, section, None)  # doctest: +SKIP
+    """
+
+    def update(manifest: dict[str, Any]) -> None:
+        manifest.setdefault("policy", {})[name] = section
+
+    with tempfile.TemporaryDirectory() as work:
+        source = Path(work) / file_name
+        source.write_bytes(onnx_bytes)
+        manifest = add_to_bundle({file_name: source}, update, bundle_dir)
+    return str(manifest["bundle_id"])

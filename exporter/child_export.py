@@ -12,16 +12,15 @@ passes. The float64 numpy reference of the same arithmetic is what parity is mea
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pixsearch.db.errors import InvalidInputError
 from pixsearch.exporter._onnx_tools import float_graph_bytes
-from pixsearch.exporter.bundle_update import add_to_bundle
+from pixsearch.exporter.bundle_update import add_policy_model
 from pixsearch.exporter.child_data import (
     DEFAULT_PERSON_RECALL,
     DEFAULT_RECALL,
@@ -145,7 +144,7 @@ def check_parity(
 
 
 def write_to_bundle(report: PolicyTrainReport, bundle_dir: Path) -> str:
-    """Add the ONNX file and ``policy.child_classifier`` with ``add_to_bundle``; the new id."""
+    """Add the ONNX file and ``policy.child_classifier`` to the bundle; the new id."""
     c = report.classifier
     section = {
         "file": ONNX_FILE,
@@ -184,11 +183,4 @@ def write_to_bundle(report: PolicyTrainReport, bundle_dir: Path) -> str:
         ),
     }
 
-    def update(manifest: dict[str, Any]) -> None:
-        manifest.setdefault("policy", {})["child_classifier"] = section
-
-    with tempfile.TemporaryDirectory() as work:
-        source = Path(work) / ONNX_FILE
-        source.write_bytes(c.onnx_bytes)
-        manifest = add_to_bundle({ONNX_FILE: source}, update, bundle_dir)
-    return str(manifest["bundle_id"])
+    return add_policy_model("child_classifier", ONNX_FILE, c.onnx_bytes, section, bundle_dir)

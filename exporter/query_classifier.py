@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import json
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -270,8 +269,8 @@ def _summary(report: QueryClassifierReport) -> dict[str, Any]:
 
 
 def write_to_bundle(report: QueryClassifierReport, bundle_dir: Path) -> str:
-    """Add the ONNX file and ``policy.query_classifier`` with ``add_to_bundle``; the new id."""
-    from pixsearch.exporter.bundle_update import add_to_bundle
+    """Add the ONNX file and ``policy.query_classifier`` to the bundle; the new id."""
+    from pixsearch.exporter.bundle_update import add_policy_model
 
     section = {
         "file": ONNX_FILE,
@@ -295,11 +294,4 @@ def write_to_bundle(report: QueryClassifierReport, bundle_dir: Path) -> str:
         + (f" --query-fpr {report.target_fpr:g}" if report.target_fpr != DEFAULT_FPR else ""),
     }
 
-    def update(manifest: dict[str, Any]) -> None:
-        manifest.setdefault("policy", {})["query_classifier"] = section
-
-    with tempfile.TemporaryDirectory() as work:
-        source = Path(work) / ONNX_FILE
-        source.write_bytes(report.onnx_bytes)
-        manifest = add_to_bundle({ONNX_FILE: source}, update, bundle_dir)
-    return str(manifest["bundle_id"])
+    return add_policy_model("query_classifier", ONNX_FILE, report.onnx_bytes, section, bundle_dir)
