@@ -166,3 +166,25 @@ def bridge_from_logits(logits: np.ndarray, class_embeddings: np.ndarray, top_k: 
     return (mixed / np.maximum(np.linalg.norm(mixed, axis=1, keepdims=True), 1e-12)).astype(
         np.float32
     )
+
+
+def int8_matmuls(model: Any, block_size: int, accuracy_level: int) -> Any:
+    """``model`` (an ``onnx.ModelProto``) with its MatMul weights in symmetric 8-bit blocks of
+    ``block_size`` (``MatMulNBits``; ``accuracy_level`` 4 computes in int8); the new model."""
+    import logging
+
+    # matmul_nbits_quantizer calls logging.basicConfig(level=INFO) when imported, which would
+    # make every library log each node; put the root logger back as it was.
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    root.setLevel(level)
+    for handler in root.handlers[len(handlers) :]:
+        root.removeHandler(handler)
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
+    quantizer = MatMulNBitsQuantizer(
+        model, bits=8, block_size=block_size, is_symmetric=True, accuracy_level=accuracy_level
+    )
+    quantizer.process()
+    return quantizer.model.model

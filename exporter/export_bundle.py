@@ -34,6 +34,7 @@ import numpy as np
 from pixsearch.exporter import _sources as sources
 from pixsearch.exporter._onnx_tools import (
     OPSET,
+    int8_matmuls,
     label_bridge_head,
     label_bridge_reference,
     save_single_file,
@@ -198,35 +199,14 @@ def quantize_int8(
     (docs/bundle.md). ``accuracy_level`` picks onnxruntime's kernel (see
     ``INT8_ACCURACY_LEVEL``).
     """
-    import logging
-
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    # matmul_nbits_quantizer calls logging.basicConfig(level=INFO) when imported, which would
-    # make every library log each node; put the root logger back as it was.
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
-    root.setLevel(level)
-    for handler in root.handlers[len(handlers) :]:
-        root.removeHandler(handler)
-    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
 
     staging = target.with_suffix(".staging.onnx")
     quantize_dynamic(
         str(source), str(staging), weight_type=QuantType.QInt8, op_types_to_quantize=["Gather"]
     )
-    quantizer = MatMulNBitsQuantizer(
-        onnx.load(str(staging)),
-        bits=8,
-        block_size=block_size,
-        is_symmetric=True,
-        accuracy_level=accuracy_level,
-    )
-    quantizer.process()
-    onnx.save(quantizer.model.model, str(staging))
+    onnx.save(int8_matmuls(onnx.load(str(staging)), block_size, accuracy_level), str(staging))
     save_single_file(staging, target)
     staging.unlink()
 

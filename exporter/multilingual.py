@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from pixsearch.exporter import use_m3
-from pixsearch.exporter._onnx_tools import OPSET, save_single_file
+from pixsearch.exporter._onnx_tools import OPSET, int8_matmuls, save_single_file
 from pixsearch.exporter._torch import require_torch, seeded_torch
 from pixsearch.exporter.parity import parity
 
@@ -162,7 +162,6 @@ def sentence_embeddings(
 def export_onnx(module: Any, tokenizer: Any, target: Path) -> None:
     """``torch.onnx`` (dynamo) export with dynamic batch and token axes, then the dense MatMuls
     as 8-bit ``MatMulNBits`` (the packed token table is left as it is)."""
-    import logging
 
     import onnx
 
@@ -188,26 +187,8 @@ def export_onnx(module: Any, tokenizer: Any, target: Path) -> None:
         )
         single = Path(tmp) / "single.onnx"
         save_single_file(raw, single)
-        root = logging.getLogger()
-        level, handlers = root.level, list(root.handlers)
-        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
-        root.setLevel(level)
-        for handler in root.handlers[len(handlers) :]:
-            root.removeHandler(handler)
-        logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(
-            logging.WARNING
-        )
-        quantizer = MatMulNBitsQuantizer(
-            onnx.load(str(single)),
-            bits=8,
-            block_size=BLOCK_SIZE,
-            is_symmetric=True,
-            accuracy_level=ACCURACY_LEVEL,
-        )
-        quantizer.process()
         staged = Path(tmp) / "int8.onnx"
-        onnx.save(quantizer.model.model, str(staged))
+        onnx.save(int8_matmuls(onnx.load(str(single)), BLOCK_SIZE, ACCURACY_LEVEL), str(staged))
         save_single_file(staged, target)
 
 
