@@ -46,12 +46,13 @@ True
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -62,6 +63,7 @@ from pixsearch.db.environment import THREADS_ENV, environment, reload_environmen
 from pixsearch.db.errors import InvalidInputError, MissingExtraError
 from pixsearch.db.fragments import FragmentWriter, copy_fragment
 from pixsearch.db.schema import table_info
+from pixsearch.db.snapshot import Snapshot
 from pixsearch.db.store import PhotoStore, check_compatible
 from pixsearch.indexer.report import (
     BatchReport,
@@ -71,7 +73,7 @@ from pixsearch.indexer.report import (
     StatusCallback,
 )
 from pixsearch.indexer.rows import PhotoRead, RowMaker, feature_source, photo_id, read_photo
-from pixsearch.indexer.scan import PhotoEntry, caption_key
+from pixsearch.indexer.scan import Listing, PhotoEntry, caption_key, within_tree
 from pixsearch.indexer.sources import PhotoSource, is_remote, open_source
 
 __all__ = ["BatchReport", "IndexReport", "JobStatus", "ShardEncoder", "run_index", "run_reindex"]
@@ -88,6 +90,12 @@ decoded photos than with 64 (which was no faster: 300 practicum photos, interlea
 DEFAULT_WRITE_BATCH = 512
 """Rows per commit (``$PIXSEARCH_WRITE_BATCH`` overrides it); each commit is one LanceDB
 version, and a killed run loses at most this many encoded rows."""
+PLAN_CHUNK = 10_000
+"""Listed photos the in-place plan compares with the stored rows at a time (one indexed
+lookup of their path range): the driver's plan holds about this many, whatever the size of
+the source."""
+_PLAN_COLUMNS = ("id", "path", "size", "mtime_ns", "caption_source")
+"""What the plan reads of a stored row."""
 COMMIT_EVERY_SECONDS = 10.0
 """A slow run also commits at least this often, so a kill loses little work."""
 MAX_READ_WORKERS = 8
@@ -178,7 +186,7 @@ class ShardEncoder:
         bundle_dir: str | None = None,
         bundle_id: str | None = None,
         read_threads: int | None = None,
-        reusable: Iterable[str] = (),
+        reusable: Container[str] = (),
         writer: FragmentWriter | None = None,
     ) -> None:
         if bundle is None:
@@ -187,7 +195,7 @@ class ShardEncoder:
         self.source = source
         self.rows = RowMaker(bundle)
         self.read_threads = max(1, read_threads or default_read_workers())
-        self.reusable = set(reusable)
+        self.reusable = reusable
         self.writer = writer
 
     def __call__(self, entries: Sequence[PhotoEntry]) -> ShardResult:
@@ -267,28 +275,33 @@ def _load_bundle(bundle_dir: str | None, bundle_id: str | None) -> Any:
 
 # -- engines ----------------------------------------------------------------------------------
 def _encode_local(
-    shards: list[list[PhotoEntry]],
+    shards: Iterable[list[PhotoEntry]],
     source: PhotoSource,
     bundle: Any,
     workers: int | None,
-    reusable: set[str],
+    reusable: Container[str],
+    shard_size: int,
 ) -> Iterator[ShardResult]:
     """Readers run ``READ_AHEAD_SHARDS`` shards ahead; this thread only encodes (the rows stay
-    in this process: the job writes one fragment per checkpoint, not one per shard)."""
+    in this process: the job writes one fragment per checkpoint, not one per shard). Shards
+    are taken from ``shards`` as the readers need them (the plan is streamed)."""
     encoder = ShardEncoder(source=source, bundle=bundle, read_threads=workers, reusable=reusable)
-    window = READ_AHEAD_SHARDS * max(len(shard) for shard in shards)
+    sizes: deque[int] = deque()
+
+    def entries() -> Iterator[PhotoEntry]:
+        for shard in shards:
+            sizes.append(len(shard))
+            yield from shard
+
     reads = read_ahead(
-        encoder.read,
-        (entry for shard in shards for entry in shard),
-        workers=encoder.read_threads,
-        window=window,
+        encoder.read, entries(), workers=encoder.read_threads, window=READ_AHEAD_SHARDS * shard_size
     )
-    for shard in shards:
-        yield encoder.encode([next(reads) for _ in shard])
+    for first in reads:
+        yield encoder.encode([first] + [next(reads) for _ in range(sizes.popleft() - 1)])
 
 
 class _RayShardEncoder:
-    """Ray Data actor: one input row = one shard (JSON entries); one output row per shard:
+    """A Ray actor: encodes one shard (JSON entries) per call and returns what it made of it:
     the fragments it wrote (metadata), the ids in them, failures and reusable photos."""
 
     def __init__(
@@ -297,7 +310,7 @@ class _RayShardEncoder:
         bundle_dir: str,
         bundle_id: str,
         threads: int,
-        reusable: list[str],
+        reusable: Container[str],
         writer: FragmentWriter,
     ) -> None:
         os.environ.setdefault(THREADS_ENV, str(threads))  # before any session exists
@@ -310,34 +323,18 @@ class _RayShardEncoder:
             writer=writer,
         )
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        out: dict[str, list[Any]] = {
-            "fragments": [],
-            "ids": [],
-            "failed": [],
-            "photos": [],
-            "reused": [],
-        }
-        for text in batch.column("entries").to_pylist():
-            result = self.encoder([PhotoEntry(**item) for item in json.loads(text)])
-            out["fragments"].append(json.dumps(result.fragments))
-            out["ids"].append(json.dumps(result.ids))
-            out["failed"].append(json.dumps(result.failed))
-            out["photos"].append(result.photos)
-            reused = [
+    def encode(self, entries: str) -> dict[str, Any]:
+        result = self.encoder([PhotoEntry(**item) for item in json.loads(entries)])
+        return {
+            "fragments": result.fragments,
+            "ids": result.ids,
+            "failed": result.failed,
+            "photos": result.photos,
+            "reused": [
                 {"entry": asdict(r.entry), "content_hash": r.content_hash, "caption": r.caption}
                 for r in result.reused
-            ]
-            out["reused"].append(json.dumps(reused))
-        return pa.table(
-            {
-                "fragments": pa.array(out["fragments"], pa.string()),
-                "ids": pa.array(out["ids"], pa.string()),
-                "failed": pa.array(out["failed"], pa.string()),
-                "photos": pa.array(out["photos"], pa.int64()),
-                "reused": pa.array(out["reused"], pa.string()),
-            }
-        )
+            ],
+        }
 
 
 def _require_ray() -> None:
@@ -349,51 +346,72 @@ def _require_ray() -> None:
         raise MissingExtraError(f"the ray engine needs Ray: {RAY_EXTRA}") from error
 
 
+RAY_SHARDS_IN_FLIGHT = 2
+"""Shards handed to each Ray actor ahead of its results (one running, one waiting)."""
+
+
 def _encode_ray(
-    shards: list[list[PhotoEntry]],
+    shards: Iterable[list[PhotoEntry]],
     source: PhotoSource,
     bundle: Any,
     workers: int | None,
     cpus_per_worker: float,
-    reusable: set[str],
+    reusable: Container[str],
     writer: FragmentWriter,
 ) -> Iterator[ShardResult]:
+    """A pool of ``workers`` Ray actors (each loads the bundle once), fed shards from the
+    streamed plan, at most ``RAY_SHARDS_IN_FLIGHT`` per actor: the driver holds a few shards'
+    entries, never the plan. An actor whose process dies is restarted by Ray and its shards
+    are retried (``max_restarts``, ``max_task_retries``). Results come as shards finish."""
     ray = _ray()
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
     if workers is None:
         workers = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus_per_worker, 1)))
-    items = [{"entries": json.dumps([asdict(e) for e in shard])} for shard in shards]
-    dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        _RayShardEncoder,
-        fn_constructor_kwargs={
-            "source": source,
-            "bundle_dir": str(getattr(bundle, "path", "")),
-            "bundle_id": bundle.id,
-            "threads": max(1, int(cpus_per_worker)),
-            "reusable": sorted(reusable),
-            "writer": writer,
-        },
-        batch_size=1,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=workers),
-        num_cpus=cpus_per_worker,
+    actor = ray.remote(num_cpus=cpus_per_worker, max_restarts=-1, max_task_retries=-1)(
+        _RayShardEncoder
     )
-    for block in dataset.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2):
-        for row in block.to_pylist():
-            failed = [tuple(pair) for pair in json.loads(row["failed"])]
-            reused = [
-                PhotoRead(PhotoEntry(**r["entry"]), r["content_hash"], caption=r["caption"])
-                for r in json.loads(row["reused"])
-            ]
-            yield ShardResult(
-                pa.table({}),
-                failed,
-                int(row["photos"]),
-                reused,
-                json.loads(row["fragments"]),
-                json.loads(row["ids"]),
-            )
+    actors = [
+        actor.remote(
+            source,
+            str(getattr(bundle, "path", "")),
+            bundle.id,
+            max(1, int(cpus_per_worker)),
+            reusable,
+            writer,
+        )
+        for _ in range(workers)
+    ]
+    free = deque(actors * RAY_SHARDS_IN_FLIGHT)
+    running: dict[Any, Any] = {}
+    pending = iter(shards)
+    try:
+        while True:
+            while free:
+                shard = next(pending, None)
+                if shard is None:
+                    break
+                encoder = free.popleft()
+                entries = json.dumps([asdict(entry) for entry in shard])
+                running[encoder.encode.remote(entries)] = encoder
+            if not running:
+                return
+            finished, _ = ray.wait(list(running), num_returns=1)
+            for ref in finished:
+                free.append(running.pop(ref))
+                out = ray.get(ref)
+                yield ShardResult(
+                    pa.table({}),
+                    [(path, reason) for path, reason in out["failed"]],
+                    int(out["photos"]),
+                    [
+                        PhotoRead(PhotoEntry(**r["entry"]), r["content_hash"], caption=r["caption"])
+                        for r in out["reused"]
+                    ],
+                    out["fragments"],
+                    out["ids"],
+                )
+    finally:
+        for encoder in actors:
+            ray.kill(encoder)
 
 
 def _ray() -> Any:
@@ -530,12 +548,26 @@ class _Job:
         self.report = BatchReport(engine=engine, job_id=self.id)
         self.started = time.perf_counter()
         self.done = self.done_at_start = self.total = 0
-        self.listed: set[str] = set()
-        """Ids of the photos the source listed (a content seen there is not "renamed")."""
         self.moved: set[str] = set()
         """Ids of old rows whose content was found under a new path (renames, not removals)."""
+        self.moved_gone = 0
+        """Of those, the ones whose row the job removes as gone (not counted as removed)."""
         self.folders: set[str] = set()
-        """Local folders the listing read completely (canonical)."""
+        """Local folders the listing read completely (canonical; rebuild mode)."""
+        self.snapshot: Snapshot | None = None
+        """The target table as the job found it (in place): what the plan compares with."""
+        self.trees: list[str] = []
+        """The trees the listing walked (see ``PhotoSource.walk``)."""
+        self.incomplete: list[str] = []
+        """Folders or prefixes that could not be listed: their rows are kept."""
+        self.replacing: set[str] = set()
+        """Ids being encoded whose row is stored: counted as updated, not added."""
+        self.replaced: list[str] = []
+        """Ids of stored rows that the written rows not committed yet replace (an upsert
+        deletes them in the commit that adds their new rows)."""
+        self.gone: list[str] = []
+        """Ids of stored rows whose photo is gone, not deleted yet."""
+        self.gone_count = 0
 
     # -- plan -------------------------------------------------------------------------------
     def run(self) -> BatchReport:
@@ -574,37 +606,114 @@ class _Job:
         return entries, listing.incomplete
 
     def in_place(self) -> None:
-        """New and changed photos of the source upserted; gone ones removed; indexes built."""
+        """New and changed photos of the source upserted; gone ones removed; indexes built.
+
+        The plan is streamed: the listing comes in chunks of about ``PLAN_CHUNK`` photos in
+        path order; each chunk is compared with the stored rows of its path range only (one
+        indexed lookup in the table as the job found it), its photos to encode go to the
+        engine as shards, the stored rows in its range that it did not list are deleted as
+        gone (in the next commit), then it is dropped. Nothing proportional to the listing or
+        the table is held.
+        """
         assert self.source is not None
         self.report.mode = "in-place"
         self.store.ensure_table(self.schema)
-        old = self._old_rows(self.store)
-        entries, incomplete = self._listing()
-        self.listed = set(entries)
-        todo = []
-        for row_id, entry in entries.items():
-            if _unchanged(old.get(row_id), entry):
-                self.report.unchanged += 1
-            else:
-                todo.append(entry)
-        self.total, self.done = len(entries), self.report.unchanged
-        self.done_at_start = self.done
-        self._notify()
-        self._encode_and_write(todo, self.store, old, upsert=True)
-        changed = bool(self.report.added or self.report.updated or self.report.renamed)
-        if self.remove_missing:
-            gone = []
-            for row_id, row in old.items():
-                if row_id in entries or not self._in_scope(row["path"]):
-                    continue
-                if any(_under(row["path"], folder) for folder in incomplete):
-                    self.report.kept += 1
-                else:
-                    gone.append(row_id)
-            self.store.delete_ids(gone)
-            self.report.removed = len(set(gone) - self.moved)
-            changed = changed or bool(gone)
+        self.snapshot = self.store.snapshot()
+        self._encode_and_write(
+            self._shards(self._plan_in_place()), self.store, upsert=True, reusable=self.snapshot
+        )
+        self.report.removed = max(0, self.gone_count - self.moved_gone)
+        changed = bool(
+            self.report.added or self.report.updated or self.report.renamed or self.gone_count
+        )
         self._build_indexes(changed)
+
+    def _plan_in_place(self) -> Iterator[PhotoEntry]:
+        """The photos to encode, chunk after chunk of the listing (see :meth:`in_place`)."""
+        assert self.snapshot is not None
+        for chunk in self._chunks():
+            rows = chunk.stored(self.snapshot, _PLAN_COLUMNS)
+            stored = {row["id"]: row for row in rows}
+            for row_id, entry in chunk.entries:
+                row = stored.pop(row_id, None)
+                if _unchanged(row, entry):
+                    self.report.unchanged += 1
+                    self.done += 1
+                    self.done_at_start += 1
+                    continue
+                if row is not None:
+                    self.replacing.add(row_id)
+                yield entry
+            if self.remove_missing:
+                for row_id, row in stored.items():  # in the chunk's range, not listed
+                    self._gone(row_id, row["path"], chunk.tree)
+            self._notify()
+
+    def _chunks(self) -> Iterator[_Chunk]:
+        """The source's listing in chunks of at least ``PLAN_CHUNK`` photos (whole pieces of
+        the walk), each with the path range it covers: from the end of the chunk before (or
+        the start of its tree) to its last photo, or to the end of its tree for a tree's last
+        chunk; so the chunks of a tree cover every path under it once."""
+        assert self.source is not None
+        tree: Listing | None = None
+        entries: list[tuple[str, PhotoEntry]] = []
+        low: str | None = None
+        last = ""
+        for piece in self.source.walk():
+            self.report.skipped.extend(piece.skipped)
+            self.incomplete.extend(piece.incomplete)
+            if tree is not None and piece.root != tree.root:
+                yield _Chunk(tree.root, tree.single, self.source.remote, entries, low, None)
+                entries, low, last = [], None, ""
+            if tree is None or piece.root != tree.root:
+                self.trees.append(piece.root)
+            tree = piece
+            for entry in piece.files:
+                try:
+                    row_id = photo_id(entry.path)
+                except UnicodeEncodeError:
+                    self.report.failed.append((entry.path, _NOT_UTF8))
+                    continue
+                if entry.path <= last:  # never: a walk is in path order; if so, delete nothing
+                    log.warning("listing of %s out of order at %s", piece.root, entry.path)
+                    self.incomplete.append(piece.root)
+                entries.append((row_id, entry))
+                last = entry.path
+            self.total += len(piece.files)
+            if len(entries) >= PLAN_CHUNK:
+                yield _Chunk(tree.root, tree.single, self.source.remote, entries, low, last)
+                entries, low = [], last
+        if tree is not None:
+            yield _Chunk(tree.root, tree.single, self.source.remote, entries, low, None)
+        for root in self.source.roots:  # the root as named (a link): rows stored under it
+            if not any(_under(root, walked) for walked in self.trees):
+                self.trees.append(root)
+                yield _Chunk(root, False, self.source.remote, [], None, None)
+
+    def _gone(self, row_id: str, path: str, tree: str) -> None:
+        """A stored row in a chunk's range whose photo the chunk did not list: deleted if the
+        listing would have listed it, kept under a folder that could not be listed."""
+        if not self.within_tree_listing(path, tree):
+            return
+        if any(_under(path, folder) for folder in self.incomplete):
+            self.report.kept += 1
+            return
+        self.gone.append(row_id)
+        self.gone_count += 1
+        if len(self.gone) >= self.write_batch:  # a mass removal commits as it goes
+            self.store.commit_fragments([], self.gone)
+            self.report.commits += 1
+            self.gone.clear()
+
+    def within_tree_listing(self, path: str, tree: str) -> bool:
+        """True when the listing of ``tree`` would list ``path`` if it existed: under the
+        source's root, or under the tree (a folder reached through a link) but in no hidden
+        folder."""
+        assert self.source is not None
+        if self.source.contains(path):
+            return True
+        folder = os.path.dirname(path)
+        return _under(path, tree) and within_tree(folder, tree, self.source.include_hidden)
 
     def _in_scope(self, path: str) -> bool:
         """True when the listing would have listed ``path`` if it existed: under the source's
@@ -666,7 +775,8 @@ class _Job:
         self._notify()
         if to_reproject:
             self._reproject(to_reproject, staging)
-        self._encode_and_write(to_encode, staging, old, upsert=False)
+        self.replacing = set(old)  # the rebuild's own counts: updated (was there) or added
+        self._encode_and_write(self._shards(to_encode), staging, upsert=False)
         # Every row is staged: one commit replaces the table; readers never see a mix.
         self.report.removed = len(set(old) - set(entries))
         failed = {path for path, reason in self.report.failed if reason != _NOT_UTF8}
@@ -714,71 +824,87 @@ class _Job:
             staging.commit_fragments(pending)
             self.report.commits += 1
 
+    def _shards(self, entries: Iterable[PhotoEntry]) -> Iterator[list[PhotoEntry]]:
+        """``entries`` in shards of ``shard_size``, as they come (counted in the report)."""
+        shard: list[PhotoEntry] = []
+        for entry in entries:
+            shard.append(entry)
+            if len(shard) == self.shard_size:
+                self.report.shards += 1
+                yield shard
+                shard = []
+        if shard:
+            self.report.shards += 1
+            yield shard
+
     def _encode_and_write(
         self,
-        todo: list[PhotoEntry],
+        shards: Iterable[list[PhotoEntry]],
         target: PhotoStore,
-        old: dict[str, dict[str, Any]],
         *,
         upsert: bool,
+        reusable: Container[str] = (),
     ) -> None:
-        shards = [todo[i : i + self.shard_size] for i in range(0, len(todo), self.shard_size)]
-        self.report.shards = len(shards)
-        if not shards:
-            return
-        # In place, stored content is reused (renames, copies, caption edits): path by hash.
-        # content hash -> the id of a stored row with it (an id, not the row: O(n) small strings)
-        known = {row["content_hash"]: row_id for row_id, row in old.items()} if upsert else {}
+        """Encode ``shards`` on the engine (taken as the engine needs them), commit the
+        written rows once per checkpoint. In place (``upsert``), photos whose content is
+        stored (``reusable``: renames, copies, caption edits) are not decoded: their rows
+        are copied from the stored ones; each commit also deletes the rows the new ones
+        replace and those of photos found gone."""
         source = self.source or open_source(".", storage_options=self.store.storage_options)
         writer = target.fragment_writer()
         fragments: list[str] = []  # written by the workers, not committed yet
         rows: list[pa.Table] = []  # encoded here (local engine), not written yet
-        ids: list[str] = []  # the ids in both
         reuse: list[PhotoRead] = []
+        waiting = 0
         last_commit = time.monotonic()
 
         def commit() -> None:
             """One checkpoint: the written fragments become one version of the target (an
-            upsert deletes the rows they replace in the same commit)."""
-            nonlocal last_commit
+            upsert deletes the rows they replace, and those found gone, in the same commit)."""
+            nonlocal last_commit, waiting
             if reuse:
-                made = self._reused_rows(reuse, source, known)
-                rows.append(made)
-                ids.extend(made.column("id").to_pylist())
+                rows.append(self._reused_rows(reuse, source))
                 reuse.clear()
             if rows:
                 fragments.extend(writer(pa.concat_tables(rows)))
                 rows.clear()
-            if fragments:
-                replaced = [i for i in ids if i in old] if upsert else []
-                target.commit_fragments(fragments, replaced)
+            deleted = self.replaced + self.gone if upsert else []
+            if fragments or deleted:
+                target.commit_fragments(fragments, deleted)
                 self.report.commits += 1
             fragments.clear()
-            ids.clear()
+            self.replaced.clear()
+            self.gone.clear()
+            waiting = 0
             last_commit = time.monotonic()
 
+        pending = iter(shards)
+        first = next(pending, None)
+        if first is None:  # nothing to encode: no engine started
+            commit()
+            return
+        shards = itertools.chain([first], pending)
         results: Iterable[ShardResult]
         if self.engine == "ray":
             results = _encode_ray(
-                shards, source, self.bundle, self.workers, self.cpus_per_worker, set(known), writer
+                shards, source, self.bundle, self.workers, self.cpus_per_worker, reusable, writer
             )
         else:
-            results = _encode_local(shards, source, self.bundle, self.workers, set(known))
+            results = _encode_local(
+                shards, source, self.bundle, self.workers, reusable, self.shard_size
+            )
         try:
             for result in results:
                 fragments.extend(result.fragments)
                 if result.rows.num_rows:
                     rows.append(result.rows)
-                ids.extend(result.ids)
                 reuse.extend(result.reused)
                 for row_id in result.ids:
-                    self._count(row_id, old, None)
-                for read in result.reused:
-                    self._count(photo_id(read.entry.path), old, known.get(read.content_hash))
+                    self._count(row_id)
                 self.report.encoded += len(result.ids)
                 self.report.failed.extend(result.failed)
                 self.done += result.photos
-                waiting = len(ids) + len(reuse)
+                waiting += len(result.ids) + len(result.reused)
                 if waiting >= self.write_batch or (
                     time.monotonic() - last_commit >= COMMIT_EVERY_SECONDS
                 ):
@@ -789,38 +915,53 @@ class _Job:
             raise
         commit()
 
-    def _count(self, row_id: str, old: dict[str, dict[str, Any]], same_content: str | None) -> None:
-        """Count one new row: updated (same path), renamed (content whose old path, the row id
-        ``same_content``, is gone) or added (a new photo, or a copy)."""
-        if row_id in old:
+    def _count(self, row_id: str, moved_from: dict[str, Any] | None = None) -> None:
+        """Count one new row: updated (its photo's row is stored: the commit replaces it),
+        renamed (its content is stored under a path whose photo is gone: ``moved_from``) or
+        added (a new photo, or a copy)."""
+        if row_id in self.replacing:
+            self.replacing.discard(row_id)
+            self.replaced.append(row_id)
             self.report.updated += 1
-        elif same_content is not None and same_content not in self.listed:
+        elif moved_from is not None:
             self.report.renamed += 1
-            self.moved.add(same_content)
+            if moved_from["id"] not in self.moved:
+                self.moved.add(moved_from["id"])
+                path = moved_from["path"]
+                tree = next((t for t in self.trees if _under(path, t)), "")
+                if self.within_tree_listing(path, tree) and not any(
+                    _under(path, folder) for folder in self.incomplete
+                ):
+                    self.moved_gone += 1  # its row goes as gone: not also counted removed
         else:
             self.report.added += 1
 
-    def _reused_rows(
-        self, reads: list[PhotoRead], source: PhotoSource, known: dict[str, str]
-    ) -> pa.Table:
-        """Rows for photos whose content is stored: copied from the stored row (one per
-        content, looked up by the id the plan knew it under: many copies of one photo cost one
-        row read), or encoded after all when that row is gone meanwhile."""
-        ids = sorted({known[read.content_hash] for read in reads})
-        stored = {
-            row["content_hash"]: row
-            for row in self.store.rows_by_id(ids, self.schema.names).to_pylist()
+    def _reused_rows(self, reads: list[PhotoRead], source: PhotoSource) -> pa.Table:
+        """Rows for photos whose content is stored: copied from a stored row with it (one
+        indexed lookup per checkpoint in the table as the job found it: many copies of one
+        photo cost one row read), or encoded after all if none is found."""
+        assert self.snapshot is not None
+        stored: dict[str, dict[str, Any]] = {}
+        hashes = sorted({read.content_hash for read in reads})
+        for row in self.snapshot.rows_by_content(hashes, self.schema.names).to_pylist():
+            stored.setdefault(row["content_hash"], row)
+        moved = {  # the stored path's photo is gone (checked once per content)
+            content: not source.exists(row["path"]) for content, row in stored.items()
         }
         found = [read for read in reads if read.content_hash in stored]
+        for read in found:
+            row_id = photo_id(read.entry.path)
+            old = stored[read.content_hash]
+            self._count(row_id, old if moved[read.content_hash] and old["id"] != row_id else None)
         self.report.reused += len(found)
         tables = [self.rows.reuse(found, stored)]
         vanished = [
-            read_photo(source, read.entry, set())
-            for read in reads
-            if read.content_hash not in stored
+            read_photo(source, read.entry, ()) for read in reads if read.content_hash not in stored
         ]
         if vanished:
             result = ShardEncoder(source=source, bundle=self.bundle).encode(vanished)
+            for row_id in result.ids:
+                self._count(row_id)
             self.report.encoded += result.rows.num_rows
             self.report.failed.extend(result.failed)
             tables.append(result.rows)
@@ -849,6 +990,37 @@ class _Job:
         for path, reason in self.report.failed:
             log.warning("failed: %s: %s", path, reason)
         return self.report
+
+
+@dataclass
+class _Chunk:
+    """A chunk of a streamed listing: its photos (by id) and the path range it covers in its
+    tree: after ``low`` (None: from the tree's start) up to ``high`` included (None: to the
+    tree's end). A ``single`` tree is one photo file."""
+
+    tree: str
+    single: bool
+    remote: bool
+    entries: list[tuple[str, PhotoEntry]]
+    low: str | None
+    high: str | None
+
+    def stored(self, snapshot: Snapshot, columns: Sequence[str]) -> list[dict[str, Any]]:
+        """The rows of ``snapshot`` in this chunk's range (one indexed range read)."""
+        if self.single:
+            found = snapshot.rows_in_range(columns, self.tree, self.tree, high_inclusive=True)
+            return found.to_pylist()
+        separator = "/" if self.remote else os.sep
+        base = self.tree.rstrip(separator)
+        start, end = base + separator, base + chr(ord(separator) + 1)
+        found = snapshot.rows_in_range(
+            columns,
+            start if self.low is None else self.low,
+            end if self.high is None else self.high,
+            low_inclusive=self.low is None,
+            high_inclusive=self.high is not None,
+        )
+        return found.to_pylist()
 
 
 def _under(path: str, folder: str) -> bool:

@@ -23,7 +23,7 @@ features (a new embedding space: no decode), always as an Arrow table of the bun
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
@@ -80,7 +80,7 @@ class PhotoRead:
     error: str | None = None
 
 
-def read_photo(source: PhotoSource, entry: PhotoEntry, reusable: set[str]) -> PhotoRead:
+def read_photo(source: PhotoSource, entry: PhotoEntry, reusable: Container[str]) -> PhotoRead:
     """Read a photo once: hash its bytes, read its caption, decode it unless its hash is in
     ``reusable``. Unreadable and undecodable photos come back with ``error`` set."""
     read = PhotoRead(entry)

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import os
 import stat
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +85,10 @@ class Listing:
     folders: list[str] = field(default_factory=list)
     """Local folders listed completely (canonical paths; a photo there that is not listed is
     gone, also in a folder reached through a symbolic link from outside the root)."""
+    root: str = ""
+    """The tree these photos lie in (a piece of a walk: see ``walk_photos``)."""
+    single: bool = False
+    """The tree is one photo file (``root`` is its path), not a folder."""
 
 
 def caption_candidates(photo_path: str) -> tuple[str, str]:
@@ -114,52 +120,123 @@ def caption_key(photo_path: str, names: set[str] | None = None) -> tuple[str | N
     return first, ";".join(parts)
 
 
-def scan_photos(root: str | Path, *, include_hidden: bool = False) -> Listing:
-    """Walk ``root`` (a folder or a single file) and list the supported photo files.
+PIECE_FILES = 1000
+"""Photos per listing piece at most (a bigger folder comes in several pieces)."""
 
-    Folders are named canonically (``realpath``): a photo has one path however it is reached
-    (through the root or a symbolic link to a folder, which is followed); file names are kept
-    as named. A directory reached twice (a loop, or two links to one place) is walked once.
-    Broken links are reported in ``skipped``; folders that cannot be read in ``skipped`` and
-    ``incomplete``.
-    """
+
+def scan_photos(root: str | Path, *, include_hidden: bool = False) -> Listing:
+    """Every supported photo under ``root`` (a folder or a single file), as one listing: the
+    pieces of :func:`walk_photos` put together (a small folder's listing; a batch job walks)."""
     result = Listing()
+    for piece in walk_photos(root, include_hidden=include_hidden):
+        result.files += piece.files
+        result.skipped += piece.skipped
+        result.incomplete += piece.incomplete
+        result.folders += piece.folders
+    return result
+
+
+def walk_photos(
+    root: str | Path, *, include_hidden: bool = False, piece: int = PIECE_FILES
+) -> Iterator[Listing]:
+    """The supported photo files under ``root`` (a folder or a single file), in pieces of at
+    most ``piece`` photos, each in path order and after the one before, per *tree*.
+
+    Folders are named canonically (``realpath``): a photo has one path however it is reached,
+    file names are kept as named. A folder reached through a symbolic link is walked once, as a
+    tree of its own after the root's (its photos' paths sort apart from the root's), unless it
+    lies in a tree walked anyway (a loop, or a link to a folder of the root), which is skipped.
+    Every piece names its tree (``Listing.root``): a tree's pieces cover it in order, so a
+    caller can compare them with stored rows by path range, one piece at a time. Broken links
+    are reported in ``skipped``; folders that cannot be read in ``skipped`` and ``incomplete``.
+    """
     root_path = Path(os.path.abspath(root))
     if root_path.is_file():
-        _consider(Path(os.path.realpath(root_path.parent)) / root_path.name, result, None)
-        return result
-    seen_dirs: set[tuple[int, int]] = set()
+        path = Path(os.path.realpath(root_path.parent)) / root_path.name
+        result = Listing(root=str(path), single=True)
+        _consider(path, result, None)
+        yield result
+        return
+    walker = _Walker(include_hidden, piece)
+    trees = deque([os.path.realpath(root_path)])
+    walker.trees.add(trees[0])
+    while trees:
+        tree = trees.popleft()
+        walker.current = Listing(root=tree)
+        yield from walker.folder(tree, tree)
+        yield walker.current
+        trees.extend(walker.found)
+        walker.found.clear()
 
-    def unreadable(folder: str, error: OSError) -> None:
-        result.skipped.append((folder, f"cannot read folder: {error.strerror or error}"))
-        result.incomplete.append(os.path.realpath(folder))
 
-    def on_error(error: OSError) -> None:
-        unreadable(str(error.filename), error)
+class _Walker:
+    """Walks one tree in path order (see :func:`walk_photos`), noting linked trees found."""
 
-    for dirpath, dirnames, filenames in os.walk(root_path, followlinks=True, onerror=on_error):
+    def __init__(self, include_hidden: bool, piece: int) -> None:
+        self.include_hidden, self.piece = include_hidden, piece
+        self.trees: set[str] = set()
+        """Every tree walked or to walk (canonical)."""
+        self.found: list[str] = []
+        """Trees reached through links from the tree being walked, to walk after it."""
+        self.current = Listing()
+
+    def folder(self, folder: str, tree: str) -> Iterator[Listing]:
+        """The photos under ``folder`` (canonical, in ``tree``), in path order."""
         try:
-            info = os.stat(dirpath)
+            with os.scandir(folder) as found:
+                entries = list(found)
         except OSError as error:
-            unreadable(dirpath, error)
-            dirnames[:] = []
-            continue
-        key = (info.st_dev, info.st_ino)
-        if key in seen_dirs:
-            result.skipped.append((dirpath, "folder already scanned (symlink loop or duplicate)"))
-            dirnames[:] = []
-            continue
-        seen_dirs.add(key)
-        if not include_hidden:
-            dirnames[:] = [name for name in dirnames if not name.startswith(".")]
-        dirnames.sort()
-        folder = os.path.realpath(dirpath)
-        result.folders.append(folder)
-        names = set(filenames)
-        for name in sorted(filenames):
-            if include_hidden or not name.startswith("."):
-                _consider(Path(folder) / name, result, names)
-    return result
+            self.current.skipped.append((folder, f"cannot read folder: {error.strerror or error}"))
+            self.current.incomplete.append(folder)
+            return
+        self.current.folders.append(folder)
+        names = {entry.name for entry in entries}
+        items = []  # (sort key, entry, is a folder): a folder sorts as "name/", as its photos do
+        for entry in entries:
+            if entry.name.startswith(".") and not self.include_hidden:
+                continue
+            try:
+                is_folder = entry.is_dir()  # follows links
+            except OSError:
+                is_folder = False
+            items.append((entry.name + os.sep if is_folder else entry.name, entry, is_folder))
+        items.sort(key=lambda item: item[0])
+        for _, entry, is_folder in items:
+            path = os.path.join(folder, entry.name)
+            if not is_folder:
+                _consider(Path(path), self.current, names)
+                if len(self.current.files) >= self.piece:
+                    yield self.current
+                    self.current = Listing(root=tree)
+                continue
+            if not entry.is_symlink():
+                if path not in self.trees:  # a tree of its own already (reached by a link)
+                    yield from self.folder(path, tree)
+                continue
+            target = os.path.realpath(path)
+            if target in self.trees or any(
+                within_tree(target, t, self.include_hidden) for t in self.trees
+            ):
+                self.current.skipped.append(
+                    (path, "folder already scanned (symlink loop or duplicate)")
+                )
+            else:
+                self.trees.add(target)
+                self.found.append(target)
+
+
+def within_tree(path: str, tree: str, include_hidden: bool) -> bool:
+    """True when walking ``tree`` reaches ``path`` (under it, through no hidden folder).
+
+    >>> [within_tree(p, "/r", False) for p in ("/r/a/b", "/r/.h/b", "/rb")]
+    [True, False, False]
+    """
+    if path == tree:
+        return True
+    if not path.startswith(tree.rstrip(os.sep) + os.sep):
+        return False
+    parts = os.path.relpath(path, tree).split(os.sep)
+    return include_hidden or not any(part.startswith(".") for part in parts)
 
 
 def _consider(path: Path, result: Listing, names: set[str] | None) -> None:

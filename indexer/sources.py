@@ -22,9 +22,12 @@ b'not really a jpeg'
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import posixpath
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -33,10 +36,11 @@ from pixsearch.db.objectstore import s3_filesystem
 from pixsearch.indexer.preprocess import SUPPORTED_SUFFIXES
 from pixsearch.indexer.scan import (
     KNOWN_UNSUPPORTED_SUFFIXES,
+    PIECE_FILES,
     Listing,
     PhotoEntry,
     caption_candidates,
-    scan_photos,
+    walk_photos,
 )
 
 LIST_THREADS = 16
@@ -99,48 +103,95 @@ class PhotoSource:
 
     # -- listing ----------------------------------------------------------------------------
     def list(self) -> Listing:
-        """Every supported photo under the root, sorted by path; hidden entries skipped."""
+        """Every supported photo under the root, sorted by path; hidden entries skipped (the
+        pieces of :meth:`walk` put together: a small source's listing)."""
+        listing = Listing()
+        for piece in self.walk():
+            listing.files += piece.files
+            listing.skipped += piece.skipped
+            listing.incomplete += piece.incomplete
+            listing.folders += piece.folders
+        return listing
+
+    def walk(self, piece: int = PIECE_FILES) -> Iterator[Listing]:
+        """The photos under the root in pieces of at most ``piece``, in path order per tree
+        (``Listing.root``; a local folder reached through a symbolic link is a tree of its
+        own): never the whole listing at once (see :func:`walk_photos`)."""
         if not self.remote:
             if not os.path.exists(self.uri):
                 raise InvalidInputError(f"{self.uri} does not exist: give a folder or photo file")
-            return scan_photos(self.uri, include_hidden=self.include_hidden)
-        return self._list_remote()
+            yield from walk_photos(self.uri, include_hidden=self.include_hidden, piece=piece)
+            return
+        yield from self._walk_remote(piece)
 
-    def _list_remote(self) -> Listing:
-        """The prefix's top level, then each sub-prefix listed recursively in parallel
-        (``LIST_THREADS``): one listing request returns 1000 keys, so a big bucket is listed
-        many prefixes at a time. A sub-prefix that cannot be listed is reported and marked
-        incomplete (its rows are kept); the others are listed all the same."""
+    def _walk_remote(self, piece: int) -> Iterator[Listing]:
+        """The prefix's top level, then each sub-prefix listed recursively, ``LIST_THREADS``
+        at a time ahead of the consumer (one listing request returns 1000 keys, so a big
+        bucket is listed many prefixes at a time), in path order. A sub-prefix that cannot be
+        listed is reported and marked incomplete (its rows are kept); the others are listed
+        all the same. Memory: the sub-prefixes listed ahead (one sub-prefix at most whole)."""
         import pyarrow.fs as pafs
 
         fs, root = self._filesystem_and_path(self.uri)
-        listing = Listing()
+        tree = f"{self.scheme}://{root}"
+        current = Listing(root=tree)
         try:
             info = fs.get_file_info(root)
             if info.type == pafs.FileType.File:
-                self._add_files(listing, [info], root)
-                return listing
+                current.single = True
+                self._add_files(current, [info], root)
+                yield current
+                return
             if info.type != pafs.FileType.Directory:
                 raise InvalidInputError(f"{self.uri} does not exist: give a prefix or object URI")
             top = fs.get_file_info(pafs.FileSelector(root, recursive=False))
         except OSError as error:  # the store did not answer: nothing under it is known gone
-            listing.skipped.append((self.uri, f"cannot list: {error}"))
-            listing.incomplete.append(self.uri)
-            return listing
-        self._add_files(listing, [i for i in top if i.type == pafs.FileType.File], root)
-        prefixes = sorted(i.path for i in top if i.type == pafs.FileType.Directory)
+            current.skipped.append((self.uri, f"cannot list: {error}"))
+            current.incomplete.append(self.uri)
+            yield current
+            return
+        files = [i for i in top if i.type == pafs.FileType.File]
+        sizes = {i.path: (i.size, i.mtime_ns) for i in files}
+        prefixes = [i.path for i in top if i.type == pafs.FileType.Directory]
         if not self.include_hidden:
             prefixes = [p for p in prefixes if not posixpath.basename(p).startswith(".")]
+        # a prefix sorts as "name/", as the keys under it do
+        items = sorted(
+            [(posixpath.basename(i.path), i) for i in files]
+            + [(posixpath.basename(p) + "/", p) for p in prefixes],
+            key=lambda item: item[0],
+        )
         with ThreadPoolExecutor(LIST_THREADS, thread_name_prefix="pixsearch-list") as pool:
-            for prefix, found in zip(prefixes, pool.map(self._list_prefix, prefixes), strict=True):
-                uri = f"{self.scheme}://{prefix}"
-                if isinstance(found, OSError):
-                    listing.skipped.append((uri, f"cannot list: {found}"))
-                    listing.incomplete.append(uri)
+            ahead: deque[Future[list[Any] | OSError]] = deque()
+            upcoming = iter(p for _, p in items if isinstance(p, str))
+            for prefix in itertools.islice(upcoming, LIST_THREADS):
+                ahead.append(pool.submit(self._list_prefix, prefix))
+            for _, item in items:
+                if not isinstance(item, str):  # an object at the top
+                    self._add_files(current, [item], root, sizes)
                 else:
-                    self._add_files(listing, found, root)
-        listing.files.sort(key=lambda e: e.path)
-        return listing
+                    found = ahead.popleft().result()
+                    following = next(upcoming, None)
+                    if following is not None:
+                        ahead.append(pool.submit(self._list_prefix, following))
+                    if isinstance(found, OSError):
+                        uri = f"{self.scheme}://{item}"
+                        current.skipped.append((uri, f"cannot list: {found}"))
+                        current.incomplete.append(uri)
+                        continue
+                    part = Listing()
+                    self._add_files(part, found, root)
+                    part.files.sort(key=lambda e: e.path)
+                    current.skipped += part.skipped
+                    for start in range(0, len(part.files), piece):
+                        current.files += part.files[start : start + piece]
+                        if len(current.files) >= piece:
+                            yield current
+                            current = Listing(root=tree)
+                if len(current.files) >= piece:
+                    yield current
+                    current = Listing(root=tree)
+        yield current
 
     @property
     def scheme(self) -> str:
@@ -158,10 +209,18 @@ class PhotoSource:
             return error
         return [i for i in infos if i.type == pafs.FileType.File]
 
-    def _add_files(self, listing: Listing, infos: list[Any], root: str) -> None:
+    def _add_files(
+        self,
+        listing: Listing,
+        infos: list[Any],
+        root: str,
+        sizes: dict[str, tuple[int, int]] | None = None,
+    ) -> None:
         """The supported photos among one prefix's objects (``infos``: files only), with the
-        fingerprint of their caption objects (which lie in the same prefix)."""
-        sizes = {i.path: (i.size, i.mtime_ns) for i in infos}
+        fingerprint of their caption objects (which lie in the same prefix: ``sizes``, by
+        default ``infos``'s own)."""
+        if sizes is None:
+            sizes = {i.path: (i.size, i.mtime_ns) for i in infos}
         for item in infos:
             relative = item.path[len(root) :].lstrip("/")
             if not self.include_hidden and any(p.startswith(".") for p in relative.split("/")):
@@ -200,6 +259,18 @@ class PhotoSource:
             return False
         separator = "/" if self.remote else os.sep
         return any(path == base or path.startswith(base + separator) for base in self.roots)
+
+    def exists(self, path: str) -> bool:
+        """True when the photo at ``path`` (of this source's kind) exists now."""
+        if not is_remote(path):
+            return os.path.exists(path)
+        import pyarrow.fs as pafs
+
+        fs, key = self._filesystem_and_path(path)
+        try:
+            return bool(fs.get_file_info(key).type == pafs.FileType.File)
+        except OSError:
+            return True  # unknown: not taken as gone
 
     # -- reading ----------------------------------------------------------------------------
     def read(self, path: str) -> PhotoBytes:

@@ -88,6 +88,60 @@ def test_local_engine_in_place_is_incremental(tmp_path: Path) -> None:
     assert engine.store.count() == 11
 
 
+class BoundedListingSource(PhotoSource):
+    """A source that refuses to be listed whole, and whose walk stops the job (AssertionError)
+    when it is asked for more than ``bound`` photos beyond the rows committed to ``store``."""
+
+    def __init__(self, uri: str, store: PhotoStore, bound: int, **kwargs: Any) -> None:
+        super().__init__(uri, **kwargs)
+        self.store, self.bound, self.ahead = store, bound, 0
+
+    def list(self) -> Any:
+        raise AssertionError("the job asked for the whole listing at once")
+
+    def walk(self, piece: int = 10) -> Any:
+        listed = 0
+        for part in super().walk(piece=min(piece, 10)):
+            committed = self.store.count() if self.store.table_info() else 0
+            self.ahead = max(self.ahead, listed - committed)
+            assert listed - committed <= self.bound, f"listed {listed}, committed {committed}"
+            listed += len(part.files)
+            yield part
+
+
+def test_the_plan_is_streamed_listing_chunk_by_chunk_never_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The in-place plan takes the listing in chunks (here 20 photos) and commits as it goes:
+    it never asks for the whole listing, never runs more than a chunk, a commit and the
+    read-ahead ahead of its commits, and still removes the photos gone, a whole folder too."""
+    from pixsearch.indexer import batch
+
+    monkeypatch.setattr(batch, "PLAN_CHUNK", 20, raising=False)
+    (tmp_path / "template").mkdir()
+    template = noise_image(tmp_path / "template" / "photo.png", 1, size=(32, 24))
+    photos = tmp_path / "photos"
+    for i in range(300):  # 12 folders of 25 links to one photo: copies, rows copied, no decode
+        (photos / f"{i // 25:02d}").mkdir(parents=True, exist_ok=True)
+        (photos / f"{i // 25:02d}" / f"p{i:03d}.png").symlink_to(template)
+    store = PhotoStore(tmp_path / "db")
+    engine = ImageSearch(tmp_path / "db")
+    run_reindex(store, engine.bundle, str(template))  # the one stored row the copies reuse
+    bounded = BoundedListingSource(str(photos), store, bound=100)
+    report = run_reindex(store, engine.bundle, bounded, shard_size=10, write_batch=20)
+    assert (report.added, report.reused, report.encoded) == (300, 300, 0)
+    assert report.commits >= 15 and 0 < bounded.ahead <= 100
+    assert store.count() == 301
+    for link in (photos / "04").iterdir():  # a whole folder gone: listed nowhere
+        link.unlink()
+    (photos / "04").rmdir()
+    (photos / "09" / "p230.png").unlink()
+    again = run_reindex(store, engine.bundle, bounded, shard_size=10, write_batch=20)
+    assert (again.unchanged, again.removed, again.added) == (274, 26, 0)
+    paths = store.scan(["path"]).column("path").to_pylist()
+    assert len(paths) == 275 and not any("/04/" in p or p.endswith("p230.png") for p in paths)
+
+
 def test_resume_after_a_crash_encodes_only_what_is_missing(tmp_path: Path) -> None:
     photos = _photos(tmp_path / "photos", 40)
     store = PhotoStore(tmp_path / "db")

@@ -20,7 +20,7 @@ def test_scan_recurses_skips_hidden_and_reports_unsupported(tmp_path: Path) -> N
     (tmp_path / "a" / "photo.heic").write_bytes(b"x")
     (tmp_path / "notes.txt").write_text("x")
     result = scan_photos(tmp_path)
-    assert names(result, tmp_path) == ["a/one.jpg", "a/b/three.webp", "a/b/two.PNG"]
+    assert names(result, tmp_path) == ["a/b/three.webp", "a/b/two.PNG", "a/one.jpg"]  # by path
     assert [reason for _, reason in result.skipped] == ["unsupported format .heic"]
     with_hidden = scan_photos(tmp_path, include_hidden=True)
     assert ".secret/x.jpg" in names(with_hidden, tmp_path)
