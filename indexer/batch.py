@@ -1,6 +1,7 @@
 """The indexing job: list photos, read them ahead in threads, encode them in shards on an engine
-(in this process, or on Ray Data workers that write their rows as Lance fragments), commit once
-per checkpoint from one driver (:mod:`pixsearch.db.fragments`).
+(in this process, or on Ray workers that write their rows as Lance fragments), commit once
+per checkpoint from one driver (:mod:`pixsearch.db.fragments`). The in-place plan is streamed:
+the driver holds one chunk of the listing at a time, never the listing or the table.
 
 ``pixsearch index`` and ``pixsearch reindex`` are this one job (:func:`run_index`,
 :func:`run_reindex`), in one of two modes picked from what the database holds:
@@ -31,8 +32,8 @@ Either mode ends by building missing or stale indexes (:meth:`PhotoStore.index_h
 when no photo changed: a run killed before its ``optimize`` leaves them for the next one.
 
 Engines: ``local`` reads ahead in a thread pool and encodes shard after shard here; ``ray``
-runs :class:`ShardEncoder` in a Ray Data actor pool (``map_batches`` with
-``ActorPoolStrategy``), so each worker loads the ONNX bundle once; Ray is imported only then
+runs :class:`ShardEncoder` in a pool of Ray actors fed shards as the plan makes them (a few
+per actor in flight), so each worker loads the ONNX bundle once; Ray is imported only then
 (``pixsearch[ray]``).
 
 >>> import tempfile

@@ -511,7 +511,7 @@ def reindex(
         typer.Option(
             "--engine",
             metavar="ENGINE",
-            help="Where photos are encoded: local (this process) or ray (Ray Data workers; "
+            help="Where photos are encoded: local (this process) or ray (Ray workers; "
             'pip install "pixsearch[ray]", RAY_ADDRESS joins a cluster).',
         ),
     ] = "local",

@@ -155,7 +155,7 @@ class ImageSearch:
 
         With ``path`` (a folder or an ``s3://`` prefix) the photos under it are (re)indexed;
         without it, the photos already in the database are. ``engine`` is ``"local"`` (this
-        process) or ``"ray"`` (Ray Data workers, ``pip install "pixsearch[ray]"``). A new
+        process) or ``"ray"`` (Ray workers, ``pip install "pixsearch[ray]"``). A new
         bundle builds a staging table that replaces the old one in one commit: searches see
         the old or the new, never a mix; while the image encoder is unchanged, rows are
         re-projected from their stored features. An interrupted job resumes where it stopped.
