@@ -635,6 +635,7 @@ class _Job:
         for chunk in self._chunks():
             rows = chunk.stored(self.snapshot, _PLAN_COLUMNS)
             stored = {row["id"]: row for row in rows}
+            todo = []
             for row_id, entry in chunk.entries:
                 row = stored.pop(row_id, None)
                 if _unchanged(row, entry):
@@ -644,11 +645,12 @@ class _Job:
                     continue
                 if row is not None:
                     self.replacing.add(row_id)
-                yield entry
+                todo.append(entry)
             if self.remove_missing:
                 for row_id, row in stored.items():  # in the chunk's range, not listed
                     self._gone(row_id, row["path"], chunk.tree)
-            self._notify()
+            self._notify()  # the chunk is planned: its photos are counted in the total
+            yield from todo
 
     def _chunks(self) -> Iterator[_Chunk]:
         """The source's listing in chunks of at least ``PLAN_CHUNK`` photos (whole pieces of
