@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -71,6 +71,16 @@ class Snapshot:
         if dataset is None:
             return pa.table({name: pa.array([], pa.string()) for name in columns})
         return dataset.to_table(columns=list(columns), filter=where)
+
+    def batches(
+        self, columns: Sequence[str], where: str | None, batch_size: int
+    ) -> Iterator[pa.RecordBatch]:
+        """``columns`` of the rows matching ``where``, streamed in batches of ``batch_size``."""
+        dataset = self.dataset()
+        if dataset is None:
+            return
+        scanner = dataset.scanner(columns=list(columns), filter=where, batch_size=batch_size)
+        yield from scanner.to_reader()
 
     def rows_in_range(
         self,

@@ -71,7 +71,7 @@ _SCALAR_INDEXES = {
 """Scalar indexes on the filter and lookup columns, built once the table has rows (``width``:
 a ``width >= 3000`` prefilter at 100k rows took 17-21 ms p50 with it, 29 ms without; ``path``
 and ``content_hash``: a batch job's plan looks rows up by path range and by content)."""
-_LOOKUP_COLUMNS = ("path", "content_hash")
+_LOOKUP_COLUMNS = ("id", "path", "content_hash")
 """Columns a batch job's plan looks rows up by (see :meth:`PhotoStore.snapshot`)."""
 VECTOR_INDEX_MIN_ROWS = 50_000
 """Tables with at least this many rows get an approximate vector index (IVF_HNSW_SQ) in
@@ -513,20 +513,22 @@ class PhotoStore:
             )
         self._table = None
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, *, index_min_rows: int = 1) -> Snapshot:
         """The table as of now, pinned (:class:`pixsearch.db.snapshot.Snapshot`); its lookup
-        columns are indexed first when the table has rows and an index on them is missing."""
-        self.ensure_lookup_indexes()
+        columns are indexed first when it has ``index_min_rows`` rows or more and an index on
+        them is missing (a smaller table is read whole faster than it is indexed)."""
+        self.ensure_lookup_indexes(min_rows=index_min_rows)
         return Snapshot(self.dataset_path, self.version(), self.storage_options)
 
-    def ensure_lookup_indexes(self) -> None:
-        """Build the ``path`` and ``content_hash`` indexes of a table that has rows but not
-        those indexes (a table from an older pixsearch, or a run killed before its optimize)."""
+    def ensure_lookup_indexes(self, *, min_rows: int = 1) -> None:
+        """Build the ``id``, ``path`` and ``content_hash`` indexes of a table that has rows
+        (``min_rows`` or more) but not those indexes (a table from an older pixsearch, or one
+        rewritten since)."""
         table = self._open()
         if table is None:
             return
         with _translated_errors(f"index the {self.table_name} table"):
-            if table.count_rows() == 0:
+            if table.count_rows() < max(1, min_rows):
                 return
             from lancedb import index as configs
 

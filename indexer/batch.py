@@ -64,7 +64,7 @@ from pixsearch.db.environment import THREADS_ENV, environment, reload_environmen
 from pixsearch.db.errors import InvalidInputError, MissingExtraError
 from pixsearch.db.fragments import FragmentWriter, copy_fragment
 from pixsearch.db.schema import table_info
-from pixsearch.db.snapshot import Snapshot
+from pixsearch.db.snapshot import Snapshot, quote
 from pixsearch.db.store import PhotoStore, check_compatible
 from pixsearch.indexer.report import (
     BatchReport,
@@ -97,6 +97,8 @@ lookup of their path range): the driver's plan holds about this many, whatever t
 the source."""
 _PLAN_COLUMNS = ("id", "path", "size", "mtime_ns", "caption_source")
 """What the plan reads of a stored row."""
+_LOOKUP_IDS = 1000
+"""Ids per lookup by id (an ``IN`` list), and rows per batch of a streamed scan."""
 COMMIT_EVERY_SECONDS = 10.0
 """A slow run also commits at least this often, so a kill loses little work."""
 MAX_READ_WORKERS = 8
@@ -553,12 +555,14 @@ class _Job:
         """Ids of old rows whose content was found under a new path (renames, not removals)."""
         self.moved_gone = 0
         """Of those, the ones whose row the job removes as gone (not counted as removed)."""
-        self.folders: set[str] = set()
-        """Local folders the listing read completely (canonical; rebuild mode)."""
         self.snapshot: Snapshot | None = None
         """The target table as the job found it (in place): what the plan compares with."""
         self.trees: list[str] = []
         """The trees the listing walked (see ``PhotoSource.walk``)."""
+        self.tree_filters: list[str] = []
+        """SQL predicates: the paths each tree covers (a rebuild carries the rows outside)."""
+        self.staging: PhotoStore | None = None
+        self.same_encoder = False
         self.incomplete: list[str] = []
         """Folders or prefixes that could not be listed: their rows are kept."""
         self.replacing: set[str] = set()
@@ -585,26 +589,6 @@ class _Job:
             assert info is not None
             self._rebuild(same_encoder=info.feature_source == feature_source(self.bundle))
         return self.finish()
-
-    def _old_rows(self, store: PhotoStore) -> dict[str, dict[str, Any]]:
-        if store.table_info() is None:
-            return {}
-        columns = ["id", "path", "size", "mtime_ns", "content_hash", "caption_source"]
-        return {row["id"]: row for row in store.scan(columns).to_pylist()}
-
-    def _listing(self) -> tuple[dict[str, PhotoEntry], list[str]]:
-        """The source's photos by id, and the folders or prefixes it could not list."""
-        assert self.source is not None
-        listing = self.source.list()
-        self.report.skipped.extend(listing.skipped)
-        self.folders = set(listing.folders)
-        entries = {}
-        for entry in listing.files:
-            try:
-                entries[photo_id(entry.path)] = entry
-            except UnicodeEncodeError:
-                self.report.failed.append((entry.path, _NOT_UTF8))
-        return entries, listing.incomplete
 
     def in_place(self) -> None:
         """New and changed photos of the source upserted; gone ones removed; indexes built.
@@ -635,6 +619,7 @@ class _Job:
         for chunk in self._chunks():
             rows = chunk.stored(self.snapshot, _PLAN_COLUMNS)
             stored = {row["id"]: row for row in rows}
+            self.total += len(chunk.entries)
             todo = []
             for row_id, entry in chunk.entries:
                 row = stored.pop(row_id, None)
@@ -667,6 +652,9 @@ class _Job:
             self.incomplete.extend(piece.incomplete)
             if tree is not None and piece.root != tree.root:
                 yield _Chunk(tree.root, tree.single, self.source.remote, entries, low, None)
+                self.tree_filters.append(
+                    _Chunk.covering(tree.root, tree.single, self.source.remote)
+                )
                 entries, low, last = [], None, ""
             if tree is None or piece.root != tree.root:
                 self.trees.append(piece.root)
@@ -682,24 +670,25 @@ class _Job:
                     self.incomplete.append(piece.root)
                 entries.append((row_id, entry))
                 last = entry.path
-            self.total += len(piece.files)
             if len(entries) >= PLAN_CHUNK:
                 yield _Chunk(tree.root, tree.single, self.source.remote, entries, low, last)
                 entries, low = [], last
         if tree is not None:
             yield _Chunk(tree.root, tree.single, self.source.remote, entries, low, None)
+            self.tree_filters.append(_Chunk.covering(tree.root, tree.single, self.source.remote))
         for root in self.source.roots:  # the root as named (a link): rows stored under it
             if not any(_under(root, walked) for walked in self.trees):
                 self.trees.append(root)
                 yield _Chunk(root, False, self.source.remote, [], None, None)
+                self.tree_filters.append(_Chunk.covering(root, False, self.source.remote))
 
     def _gone(self, row_id: str, path: str, tree: str) -> None:
         """A stored row in a chunk's range whose photo the chunk did not list: deleted if the
         listing would have listed it, kept under a folder that could not be listed."""
-        if not self.within_tree_listing(path, tree):
-            return
-        if any(_under(path, folder) for folder in self.incomplete):
+        state = self._absent(path, tree)
+        if state == "kept":
             self.report.kept += 1
+        if state != "gone":
             return
         self.gone.append(row_id)
         self.gone_count += 1
@@ -708,7 +697,16 @@ class _Job:
             self.report.commits += 1
             self.gone.clear()
 
-    def within_tree_listing(self, path: str, tree: str) -> bool:
+    def _absent(self, path: str, tree: str) -> str:
+        """What a stored photo not listed is: ``gone``; ``kept`` (under a folder that could
+        not be listed); or ``outside`` what the listing covers (a hidden folder)."""
+        if not self._within_listing(path, tree):
+            return "outside"
+        if any(_under(path, folder) for folder in self.incomplete):
+            return "kept"
+        return "gone"
+
+    def _within_listing(self, path: str, tree: str) -> bool:
         """True when the listing of ``tree`` would list ``path`` if it existed: under the
         source's root, or under the tree (a folder reached through a link) but in no hidden
         folder."""
@@ -718,12 +716,6 @@ class _Job:
         folder = os.path.dirname(path)
         return _under(path, tree) and within_tree(folder, tree, self.source.include_hidden)
 
-    def _in_scope(self, path: str) -> bool:
-        """True when the listing would have listed ``path`` if it existed: under the source's
-        root, or in a folder it read (one reached through a symbolic link)."""
-        assert self.source is not None
-        return self.source.contains(path) or os.path.dirname(path) in self.folders
-
     def _build_indexes(self, changed: bool) -> None:
         """Optimize after changes, or when an index is missing or stale (a run killed before
         its optimize, a table grown past the vector-index threshold)."""
@@ -731,62 +723,107 @@ class _Job:
             self.store.optimize()
 
     def _rebuild(self, *, same_encoder: bool) -> None:
+        """Every photo (the source's, and the stored rows outside it) staged in a staging
+        table, then swapped in; streamed like :meth:`in_place`: chunk by chunk of the listing
+        against the stored and staged rows of its path range, then the stored rows outside
+        the listed trees in batches (all of them without a source)."""
         self.report.mode = "rebuild"
         self.store.upgrade()
-        snapshot = self.store.version()
         staging = PhotoStore(
             self.store.uri,
             storage_options=self.store.storage_options,
             table=STAGING_PREFIX + self.id,
         )
         staging.ensure_table(self.schema)
-        staged = self._old_rows(staging)
-        old = self._old_rows(self.store)
-        entries: dict[str, PhotoEntry] = {}
-        incomplete: list[str] = []
-        if self.source is not None:
-            entries, incomplete = self._listing()
-        for row_id, row in old.items():
-            if row_id in entries:
-                continue
-            if self.source and self._in_scope(row["path"]):  # gone, unless not listed
-                if not any(_under(row["path"], folder) for folder in incomplete):
-                    continue
-                self.report.kept += 1
-            # carried over: rows outside the source, and those under folders not listed
-            key = row["caption_source"]
-            if not is_remote(row["path"]):  # a local caption file may have changed since
-                key = caption_key(row["path"])[1]
-            entries[row_id] = PhotoEntry(row["path"], row["size"], row["mtime_ns"], caption_key=key)
-        # A staged row whose photo changed or went since it was staged leaves the staging table
-        # before anything is written: a resumed rebuild stages each id once.
-        stale = [i for i, row in staged.items() if not _unchanged(row, entries.get(i))]
-        if stale:
-            staging.delete_ids(stale)
-            self.report.commits += 1
-        to_encode: list[PhotoEntry] = []
-        to_reproject: set[str] = set()
-        for row_id, entry in entries.items():
-            if _unchanged(staged.get(row_id), entry):
-                self.report.resumed += 1
-            elif same_encoder and _unchanged(old.get(row_id), entry):
-                to_reproject.add(row_id)
-            else:
-                to_encode.append(entry)
-        self.total, self.done = len(entries), self.report.resumed
-        self.done_at_start = self.done
-        self._notify()
-        if to_reproject:
-            self._reproject(to_reproject, staging)
-        self.replacing = set(old)  # the rebuild's own counts: updated (was there) or added
-        self._encode_and_write(self._shards(to_encode), staging, upsert=False)
+        self.staging, self.same_encoder = staging, same_encoder
+        # the live table is indexed only when it is big: a rebuild stays invisible to readers
+        old = self.store.snapshot(index_min_rows=PLAN_CHUNK)
+        staged = staging.snapshot(index_min_rows=PLAN_CHUNK)
+        self.snapshot = old
+        self._encode_and_write(self._shards(self._plan_rebuild(old, staged)), staging, upsert=False)
         # Every row is staged: one commit replaces the table; readers never see a mix.
-        self.report.removed = len(set(old) - set(entries))
-        failed = {path for path, reason in self.report.failed if reason != _NOT_UTF8}
-        self.report.removed += sum(1 for path in failed if photo_id(path) in old)
-        self._swap(staging, snapshot)
+        failed = sorted({photo_id(p) for p, reason in self.report.failed if reason != _NOT_UTF8})
+        self.report.removed += len(_by_ids(old, failed, ["id"]))
+        self._swap(staging, old.version)
         staging.drop()
         self.store.optimize()
+
+    def _plan_rebuild(self, old: Snapshot, staged: Snapshot) -> Iterator[PhotoEntry]:
+        """The photos to encode (see :meth:`_rebuild`); re-projections and the removal of
+        stale staged rows are done on the way, chunk by chunk."""
+        where = None
+        if self.source is not None:
+            for chunk in self._chunks():
+                olds = {row["id"]: row for row in chunk.stored(old, _PLAN_COLUMNS)}
+                stageds = {row["id"]: row for row in chunk.stored(staged, _PLAN_COLUMNS)}
+                listed = {row_id for row_id, _ in chunk.entries}
+                entries = list(chunk.entries)
+                for row_id, row in olds.items():
+                    if row_id in listed:
+                        continue
+                    state = self._absent(row["path"], chunk.tree)
+                    if state == "gone":
+                        self.report.removed += 1
+                        continue
+                    if state == "kept":
+                        self.report.kept += 1
+                    entries.append((row_id, _carried(row)))  # outside the listing: carried over
+                yield from self._stage(entries, olds, stageds, old)
+            where = "NOT (" + " OR ".join(self.tree_filters) + ")" if self.tree_filters else None
+        # rows outside the listed trees are carried over (every row without a source)
+        for batch in old.batches(_PLAN_COLUMNS, where, _LOOKUP_IDS):
+            olds = {row["id"]: row for row in batch.to_pylist()}
+            stageds = {row["id"]: row for row in _by_ids(staged, list(olds), _PLAN_COLUMNS)}
+            entries = [(row_id, _carried(row)) for row_id, row in olds.items()]
+            yield from self._stage(entries, olds, stageds, old)
+        # staged rows outside the listed trees whose stored row is gone since
+        for batch in staged.batches(["id"], where, _LOOKUP_IDS):
+            ids = batch.column("id").to_pylist()
+            present = {row["id"] for row in _by_ids(old, ids, ["id"])}
+            self._unstage([i for i in ids if i not in present])
+
+    def _stage(
+        self,
+        entries: list[tuple[str, PhotoEntry]],
+        olds: dict[str, dict[str, Any]],
+        stageds: dict[str, dict[str, Any]],
+        old: Snapshot,
+    ) -> Iterator[PhotoEntry]:
+        """One chunk of a rebuild: photos staged already (unchanged since) are skipped, stale
+        staged rows removed first, stored rows re-projected (same image encoder), the rest
+        yielded to encode."""
+        stale, reproject, todo = [], [], []
+        for row_id, entry in entries:
+            staged_row = stageds.pop(row_id, None)
+            if _unchanged(staged_row, entry):
+                self.report.resumed += 1
+                self.done += 1
+                self.done_at_start += 1
+                continue
+            if staged_row is not None:
+                stale.append(row_id)
+            stored = olds.get(row_id)
+            if self.same_encoder and _unchanged(stored, entry):
+                reproject.append(row_id)
+                continue
+            if stored is not None:
+                self.replacing.add(row_id)
+            todo.append(entry)
+        self.total += len(entries)
+        # A staged row whose photo changed or went since it was staged leaves the staging
+        # table before anything is written for it: a resumed rebuild stages each id once.
+        self._unstage(stale + list(stageds))
+        if reproject:
+            self._reproject(reproject, old)
+        self._notify()
+        yield from todo
+
+    def _unstage(self, ids: list[str]) -> None:
+        """Delete staged rows (one commit to the staging table)."""
+        assert self.staging is not None
+        if ids:
+            self.staging.commit_fragments([], ids)
+            self.report.commits += 1
 
     def _swap(self, staging: PhotoStore, snapshot: int) -> None:
         """Replace ``photos`` by the staged rows in one commit: the staging table's fragments
@@ -801,16 +838,16 @@ class _Job:
         self.report.commits += 1
 
     # -- work -------------------------------------------------------------------------------
-    def _reproject(self, ids: set[str], staging: PhotoStore) -> None:
-        """New vectors and policy fields from stored features, streamed through the old table
-        into fragments of the staging table (one commit per ``write_batch`` rows)."""
-        writer = staging.fragment_writer()
+    def _reproject(self, ids: list[str], old: Snapshot) -> None:
+        """New vectors and policy fields from the stored features of rows ``ids`` (one chunk),
+        read from the old table into fragments of the staging table (committed per
+        ``write_batch`` rows and at the end of the chunk)."""
+        assert self.staging is not None
+        writer = self.staging.fragment_writer()
         pending: list[str] = []
         waiting = 0
-        for batch in self.store.batches(self.schema.names):
-            rows = pa.Table.from_batches([batch])
-            mask = pa.array([i in ids for i in rows.column("id").to_pylist()])
-            rows = rows.filter(mask)
+        for start in range(0, len(ids), _LOOKUP_IDS):
+            rows = old.scan(self.schema.names, _id_in(ids[start : start + _LOOKUP_IDS]))
             if rows.num_rows == 0:
                 continue
             pending += writer(self.rows.reproject(rows))
@@ -819,12 +856,11 @@ class _Job:
             self.report.updated += rows.num_rows
             self.done += rows.num_rows
             if waiting >= self.write_batch:
-                staging.commit_fragments(pending)
+                self.staging.commit_fragments(pending)
                 self.report.commits += 1
                 pending, waiting = [], 0
-            self._notify()
         if pending:
-            staging.commit_fragments(pending)
+            self.staging.commit_fragments(pending)
             self.report.commits += 1
 
     def _shards(self, entries: Iterable[PhotoEntry]) -> Iterator[list[PhotoEntry]]:
@@ -932,7 +968,7 @@ class _Job:
                 self.moved.add(moved_from["id"])
                 path = moved_from["path"]
                 tree = next((t for t in self.trees if _under(path, t)), "")
-                if self.within_tree_listing(path, tree) and not any(
+                if self._within_listing(path, tree) and not any(
                     _under(path, folder) for folder in self.incomplete
                 ):
                     self.moved_gone += 1  # its row goes as gone: not also counted removed
@@ -995,6 +1031,27 @@ class _Job:
         return self.report
 
 
+def _carried(row: dict[str, Any]) -> PhotoEntry:
+    """The entry of a stored photo that a rebuild carries over without a listing of it."""
+    key = row["caption_source"]
+    if not is_remote(row["path"]):  # a local caption file may have changed since
+        key = caption_key(row["path"])[1]
+    return PhotoEntry(row["path"], row["size"], row["mtime_ns"], caption_key=key)
+
+
+def _id_in(ids: Sequence[str]) -> str:
+    """A SQL predicate: the row's id is one of ``ids``."""
+    return f"id IN ({', '.join(quote(i) for i in ids)})"
+
+
+def _by_ids(snapshot: Snapshot, ids: Sequence[str], columns: Sequence[str]) -> list[dict[str, Any]]:
+    """The rows of ``snapshot`` with these ids (one indexed lookup per ``_LOOKUP_IDS``)."""
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(ids), _LOOKUP_IDS):
+        found += snapshot.scan(columns, _id_in(ids[start : start + _LOOKUP_IDS])).to_pylist()
+    return found
+
+
 @dataclass
 class _Chunk:
     """A chunk of a streamed listing: its photos (by id) and the path range it covers in its
@@ -1008,14 +1065,27 @@ class _Chunk:
     low: str | None
     high: str | None
 
+    @staticmethod
+    def bounds(tree: str, remote: bool) -> tuple[str, str]:
+        """The paths under folder ``tree``: from ``start`` (included) to ``end`` (excluded)."""
+        separator = "/" if remote else os.sep
+        base = tree.rstrip(separator)
+        return base + separator, base + chr(ord(separator) + 1)
+
+    @staticmethod
+    def covering(tree: str, single: bool, remote: bool) -> str:
+        """A SQL predicate: the path lies in ``tree``."""
+        if single:
+            return f"path = {quote(tree)}"
+        start, end = _Chunk.bounds(tree, remote)
+        return f"(path >= {quote(start)} AND path < {quote(end)})"
+
     def stored(self, snapshot: Snapshot, columns: Sequence[str]) -> list[dict[str, Any]]:
         """The rows of ``snapshot`` in this chunk's range (one indexed range read)."""
         if self.single:
             found = snapshot.rows_in_range(columns, self.tree, self.tree, high_inclusive=True)
             return found.to_pylist()
-        separator = "/" if self.remote else os.sep
-        base = self.tree.rstrip(separator)
-        start, end = base + separator, base + chr(ord(separator) + 1)
+        start, end = self.bounds(self.tree, self.remote)
         found = snapshot.rows_in_range(
             columns,
             start if self.low is None else self.low,

@@ -112,9 +112,10 @@ class BoundedListingSource(PhotoSource):
 def test_the_plan_is_streamed_listing_chunk_by_chunk_never_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The in-place plan takes the listing in chunks (here 20 photos) and commits as it goes:
-    it never asks for the whole listing, never runs more than a chunk, a commit and the
-    read-ahead ahead of its commits, and still removes the photos gone, a whole folder too."""
+    """The plan takes the listing in chunks (here 20 photos) and commits as it goes, in place
+    and in a rebuild: it never asks for the whole listing, never runs more than a chunk, a
+    commit and the read-ahead ahead of its commits, and still removes the photos gone, a
+    whole folder too. (The template's row lies outside the listing: the rebuild carries it.)"""
     from pixsearch.indexer import batch
 
     monkeypatch.setattr(batch, "PLAN_CHUNK", 20, raising=False)
@@ -140,6 +141,16 @@ def test_the_plan_is_streamed_listing_chunk_by_chunk_never_whole(
     assert (again.unchanged, again.removed, again.added) == (274, 26, 0)
     paths = store.scan(["path"]).column("path").to_pylist()
     assert len(paths) == 275 and not any("/04/" in p or p.endswith("p230.png") for p in paths)
+    # a model upgrade (same image encoder): the rebuild's plan is streamed the same way
+    _make_old_bundle_table(engine, same_encoder=True)
+    staging = PhotoStore(
+        tmp_path / "db", table=STAGING_PREFIX + job_id(engine.bundle.id, bounded.uri)
+    )
+    bounded = BoundedListingSource(str(photos), staging, bound=100)
+    upgrade = run_reindex(store, engine.bundle, bounded, shard_size=10, write_batch=20)
+    assert (upgrade.mode, upgrade.reprojected, upgrade.encoded) == ("rebuild", 275, 0)
+    assert 0 < bounded.ahead <= 100 and upgrade.swapped
+    assert store.count() == 275 and store.table_info().bundle_id == engine.bundle.id
 
 
 def test_resume_after_a_crash_encodes_only_what_is_missing(tmp_path: Path) -> None:
