@@ -127,12 +127,15 @@ class TableReader:
         ef: int,
         where: str | None = None,
         prefilter: bool = True,
+        refine_factor: int | None = None,
     ) -> pa.Table:
         """The ``limit`` rows nearest to ``vector`` (cosine), with a ``_distance`` column.
 
         ``plan``: "index" (``nprobes`` IVF partitions, ``ef`` HNSW candidates), "exact" (the index
         bypassed) or "flat" (a table without a vector index). ``where`` is applied before
         the search (``prefilter``) or to its ``limit`` candidates (so fewer may come back).
+        ``refine_factor`` (index plan only): the index's ``limit x refine_factor`` best
+        candidates are re-ranked by their stored vectors (exact distances).
         """
         dataset = self.dataset()
         if dataset is None:
@@ -145,7 +148,10 @@ class TableReader:
             "use_index": plan != "exact",
         }
         if plan == "index":
-            nearest.update(minimum_nprobes=nprobes, maximum_nprobes=nprobes, ef=max(ef, limit))
+            candidates = limit * (refine_factor or 1)  # what the index itself returns
+            nearest.update(minimum_nprobes=nprobes, maximum_nprobes=nprobes, ef=max(ef, candidates))
+            if refine_factor:
+                nearest["refine_factor"] = refine_factor
         return dataset.to_table(
             # ``_distance`` by name: Lance adds it to a column selection only by a deprecated
             # default (and warns about it on stderr per query).

@@ -89,6 +89,9 @@ SEARCH_EF_LARGE = 300
 """``ef`` for tables of at least ``LARGE_TABLE_ROWS`` rows: on the ``benchmarks/query.py``
 table at 1M rows, ef 100 gave recall@10 0.83 (post-filtered, 34 candidates) and ef 300 0.975
 for +0.3 ms; at 100k rows ef 100 already gave 0.99 and ef 300 cost +2 ms."""
+SEARCH_REFINE_FACTOR: int | None = None
+"""Index searches re-rank their ``k x SEARCH_REFINE_FACTOR`` best candidates by the stored
+vectors (None: the index's own distances)."""
 LARGE_TABLE_ROWS = 500_000
 EXACT_SEARCH_MAX_ROWS = 2_000
 """A filter matching at most this many rows is searched exactly (no vector index), so that a
@@ -355,6 +358,7 @@ class PhotoStore:
             ef=ef,
             where=where,
             prefilter=prefilter,
+            refine_factor=SEARCH_REFINE_FACTOR,
         )
 
     def _plan(self, table: Any, where: str | None) -> str:

@@ -181,6 +181,41 @@ def test_photo_store_search_plans_match_lancedb(table, monkeypatch) -> None:
     assert set(plans) == {"index", "postfilter", "exact"}
 
 
+def test_a_refine_factor_reranks_product_quantized_candidates_exactly(table) -> None:
+    """With ``refine_factor`` an index search re-ranks its candidates by the stored vectors:
+    the distances of an IVF_PQ index (approximate by construction) become the exact cosine
+    distances, under a prefilter too (how benchmarks/index_variants.py measures PQ indexes)."""
+    from lancedb import index as configs
+
+    store, vectors = table
+    config = configs.IvfPq(distance_type="cosine", num_partitions=2, num_sub_vectors=4)
+    store.table.create_index("vector", config=config)
+    reader = TableReader(store.uri, "photos")
+    assert reader.has_vector_index()
+    for where in (None, "restricted = false"):
+        for i in (0, 5, 1234):
+            found = {
+                refine: reader.nearest(
+                    vectors[i],
+                    ["id"],
+                    10,
+                    plan="index",
+                    nprobes=2,
+                    ef=10,
+                    where=where,
+                    refine_factor=refine,
+                )
+                for refine in (None, 5)
+            }
+            for refine, hits in found.items():
+                rows = [int(x) for x in hits.column("id").to_pylist()]
+                exact = 1.0 - vectors[rows] @ vectors[i]
+                error = np.abs(hits.column("_distance").to_numpy() - exact).max()
+                assert error < 1e-5 if refine else error > 1e-3
+            if where is None:
+                assert rows[0] == i  # the row itself, at distance 0, comes first
+
+
 def test_writes_of_another_process_are_seen_at_the_next_read(table) -> None:
     """The reader checks out the latest version at every read: rows added, a table rewritten
     and a table dropped by another process are seen by a store that already searched."""
