@@ -33,6 +33,10 @@ import pyarrow as pa
 
 LOOKUP_CACHE = 4096
 """Content hashes whose answer (stored or not) a snapshot remembers (the most recent)."""
+INDEX_CACHE_BYTES = 64 << 20
+"""Lance's cache of index pages for a snapshot (its default is sized for searches, gigabytes):
+a plan reads the ``path`` index forward, chunk by chunk, so pages it read are not read again,
+and an uncapped cache would keep every page it touched, i.e. grow with the table."""
 
 
 class Snapshot:
@@ -61,7 +65,10 @@ class Snapshot:
                 import lance
 
                 self._dataset = lance.dataset(
-                    self.path, version=self.version, storage_options=self.storage_options
+                    self.path,
+                    version=self.version,
+                    storage_options=self.storage_options,
+                    index_cache_size_bytes=INDEX_CACHE_BYTES,
                 )
             return self._dataset
 
