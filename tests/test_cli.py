@@ -38,6 +38,8 @@ RESEARCH = [
     "train-space",
     "train-multilingual",
     "train-policy",
+    "train-tower",
+    "retrain",
     "eval",
 ]
 USER = ["index", "search", "info", "check", "policy", "reindex", "remove", "demo", "serve"]
@@ -59,6 +61,8 @@ TESTED = {
     "train-space": ["test_train_space_on_a_folder_without_data_exits_2"],
     "train-multilingual": ["test_multilingual.py::test_cli_on_a_folder_without_data_exits_2"],
     "train-policy": ["test_child_classifier.py::test_cli_reports_missing_data"],
+    "train-tower": ["test_tower.py::test_train_tower_and_retrain_on_a_folder_without_data_exit_2"],
+    "retrain": ["test_tower.py::test_train_tower_and_retrain_on_a_folder_without_data_exit_2"],
     "eval": ["test_eval.py"],
 }
 

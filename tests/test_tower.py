@@ -1,0 +1,56 @@
+"""The fine-tuned image tower (issue #13): the trunk/tail cut, training, export parity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.train
+
+
+@pytest.fixture(scope="module")
+def torch():
+    return pytest.importorskip("torch", reason='needs the [train] extra: pip install "pixsearch[train]"')
+
+
+def test_trunk_then_tail_is_the_whole_encoder(torch) -> None:
+    """Cached activations + the trained tail compute exactly what the pixel encoder computes."""
+    from pixsearch.exporter import _sources as sources
+    from pixsearch.exporter.export_bundle import parity_images
+    from pixsearch.exporter.tower_data import trunk_module
+    from pixsearch.exporter.tower_train import build_tail
+
+    net = sources.load_image_model()
+    pixels = torch.from_numpy(parity_images()[:4])
+    with torch.inference_mode():
+        whole, _logits = sources.pixel_encoder(net)(pixels)
+        activations, frozen = trunk_module(net)(pixels)
+        tail = build_tail(net).eval()(activations)
+    assert activations.shape == (4, 192, 7, 7)
+    np.testing.assert_allclose(frozen.numpy(), whole.numpy(), atol=1e-5)
+    np.testing.assert_allclose(tail.numpy(), whole.numpy(), atol=1e-5)
+
+
+def test_tail_training_keeps_batch_norm_statistics_and_frozen_blocks(torch) -> None:
+    from pixsearch.exporter import _sources as sources
+    from pixsearch.exporter.tower_train import build_tail
+
+    net = sources.load_image_model()
+    tail = build_tail(net, train_from=14).train()
+    before = net._bn1.running_mean.clone()
+    tail(torch.randn(8, 192, 7, 7)).sum().backward()
+    assert torch.equal(net._bn1.running_mean, before)  # eval-mode batch norms
+    assert net._blocks[12]._expand_conv.weight.grad is None  # frozen (train_from=14)
+    assert net._blocks[14]._expand_conv.weight.grad is not None
+    assert net._conv_head.weight.grad is not None
+
+
+@pytest.mark.parametrize("command", ["train-tower", "retrain"])
+def test_train_tower_and_retrain_on_a_folder_without_data_exit_2(tmp_path, command) -> None:
+    from typer.testing import CliRunner
+
+    from pixsearch.search.cli import app
+
+    result = CliRunner().invoke(app, [command, str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert "flickr8k/manifest.csv" in result.stderr and "Traceback" not in result.stderr
