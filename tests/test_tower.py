@@ -10,7 +10,9 @@ pytestmark = pytest.mark.train
 
 @pytest.fixture(scope="module")
 def torch():
-    return pytest.importorskip("torch", reason='needs the [train] extra: pip install "pixsearch[train]"')
+    return pytest.importorskip(
+        "torch", reason='needs the [train] extra: pip install "pixsearch[train]"'
+    )
 
 
 def test_trunk_then_tail_is_the_whole_encoder(torch) -> None:
