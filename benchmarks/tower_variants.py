@@ -19,6 +19,32 @@ from dataclasses import asdict
 from pathlib import Path
 
 
+def scaffold_recall(prepared, trained, photo) -> dict:
+    """Held-out R@K of the towers trained together with the tail (joint only, and mixed 0.6
+    with the label bridge as shipped)."""
+    import numpy as np
+
+    from pixsearch.exporter.space_eval import recall_table, retrieval_ranks, val_queries
+
+    corpus, val = prepared.corpus, prepared.space_val
+    rows, owners = val_queries(corpus, val)
+    img, txt = trained.joint_vectors(photo[val], corpus.text_features[rows])
+    out = {"joint_only": recall_table(retrieval_ranks(img, txt, owners))}
+    bridge = prepared.bridge.vectors(photo[val])
+    emb = corpus.text_features[rows]
+    emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    for mix in (0.6, 0.8):
+        a, b = np.sqrt(mix), np.sqrt(1 - mix)
+        out[f"mix_{mix}"] = recall_table(
+            retrieval_ranks(
+                np.concatenate([a * img, b * bridge], 1),
+                np.concatenate([a * txt, b * emb], 1),
+                owners,
+            )
+        )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
@@ -69,6 +95,8 @@ def main() -> None:
         record["history"] = trained.history
         photo = tail_features(net, prepared.views[0].activations)
         hflip = tail_features(net, prepared.views[1].activations)
+        record["scaffold"] = scaffold_recall(prepared, trained, photo)
+        log(f"scaffold towers (trained with the tail): {record['scaffold']}")
         record.update(measure_features(prepared, photo, hflip=hflip, log=log))
         if args.tta:
             mean = (photo + hflip) / 2

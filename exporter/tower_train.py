@@ -133,9 +133,23 @@ class TrainedTower:
     config: TowerConfig
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    towers: dict[str, Any] = field(default_factory=dict)
+    """The scaffold trained with the tail: ``image``, ``text`` towers, ``mu``/``sd`` (feature
+    standardisation), ``child`` head (torch modules and tensors, eval mode)."""
 
     def config_dict(self) -> dict[str, Any]:
         return asdict(self.config)
+
+    def joint_vectors(self, features: np.ndarray, embeddings: np.ndarray) -> tuple[Any, Any]:
+        """The scaffold's own unit vectors ``(images [N,dim], texts [M,dim])``."""
+        torch = require_torch()
+        t = self.towers
+        with torch.inference_mode():
+            z = (torch.from_numpy(np.ascontiguousarray(features, np.float32)) - t["mu"]) / t["sd"]
+            img = torch.nn.functional.normalize(t["image"](z), dim=1)
+            e = torch.from_numpy(np.ascontiguousarray(embeddings, np.float32))
+            txt = torch.nn.functional.normalize(t["text"](e * math.sqrt(e.shape[1])), dim=1)
+        return img.numpy(), txt.numpy()
 
 
 def train_tower(
@@ -171,7 +185,9 @@ def train_tower(
         caps_of: dict[int, list[int]] = {}
         for c, owner in enumerate(data.caption_image.tolist()):
             caps_of.setdefault(owner, []).append(c)
-        photos = np.array([p for p in train_photos.tolist() if p in caps_of], dtype=np.int64)
+        # Every training photo: those whose captions were all about children (removed) still
+        # teach the child head; the contrastive loss reads the captioned photos of a batch.
+        photos = train_photos.astype(np.int64)
         labelled = data.child_labels >= 0
         positives = float((data.child_labels == 1).sum())
         pos_weight = torch.tensor(float(labelled.sum() - positives) / max(positives, 1.0))
@@ -188,7 +204,8 @@ def train_tower(
         temperature = cfg.distill_temperature
         history: list[dict[str, float]] = []
         log(
-            f"fine-tuning blocks {cfg.train_from}-15 + head on {len(photos)} photos, "
+            f"fine-tuning blocks {cfg.train_from}-15 + head on {len(photos)} photos "
+            f"({sum(p in caps_of for p in photos.tolist())} captioned), "
             f"{len(data.views)} views, {cfg.epochs} epochs x {steps_per_epoch} steps"
         )
         for epoch in range(1, cfg.epochs + 1):
@@ -209,9 +226,10 @@ def train_tower(
                     teacher[rows] = view.features[batch[rows]]
                 f = tail(torch.from_numpy(acts))
                 z = (f - mu) / sd
-                img = nn.functional.normalize(image_tower(z), dim=1)
-                cap_rows = [c for p in batch.tolist() for c in caps_of[p]]
-                cap_owner = [i for i, p in enumerate(batch.tolist()) for _ in caps_of[p]]
+                captioned = [i for i, p in enumerate(batch.tolist()) if p in caps_of]
+                img = nn.functional.normalize(image_tower(z[captioned]), dim=1)
+                cap_rows = [c for i in captioned for c in caps_of[int(batch[i])]]
+                cap_owner = [j for j, i in enumerate(captioned) for _ in caps_of[int(batch[i])]]
                 txt = nn.functional.normalize(
                     text_tower(text_all[cap_rows] * math.sqrt(text_all.shape[1])), dim=1
                 )
@@ -265,7 +283,10 @@ def train_tower(
             name = prefix[id(module)]
             for key, value in module.state_dict().items():
                 state[f"{name}.{key}"] = value.detach().clone()
-    return TrainedTower(state, cfg, history, round(time.perf_counter() - started, 1))
+        image_tower.eval()
+        text_tower.eval()
+        towers = {"image": image_tower, "text": text_tower, "mu": mu, "sd": sd, "child": child_head}
+    return TrainedTower(state, cfg, history, round(time.perf_counter() - started, 1), towers)
 
 
 def tail_features(net: Any, activations: np.ndarray, *, batch_size: int = 256) -> np.ndarray:

@@ -49,9 +49,80 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
+_CONV_BN = {"_expand_conv": "_bn0", "_depthwise_conv": "_bn1", "_project_conv": "_bn2"}
+
+
+def _folded(conv: object, bn: object) -> tuple[np.ndarray, np.ndarray]:
+    """A convolution followed by an eval-mode batch norm, as one convolution's weight and bias."""
+    scale = (bn.weight / (bn.running_var + bn.eps).sqrt()).detach().numpy()
+    weight = conv.weight.detach().numpy() * scale[:, None, None, None]
+    return weight, bn.bias.detach().numpy() - bn.running_mean.detach().numpy() * scale
+
+
+def _conv_pairs(net: object) -> dict[str, tuple[object, object]]:
+    """ONNX initializer name -> (conv, batch norm) of EfficientNet-Lite0, stem to head."""
+    pairs = {"net._conv_stem.weight": (net._conv_stem, net._bn0)}
+    for index, block in enumerate(net._blocks):
+        for conv, bn in _CONV_BN.items():
+            if hasattr(block, conv):
+                pairs[f"net._blocks.{index}.{conv}.weight"] = (
+                    getattr(block, conv),
+                    getattr(block, bn),
+                )
+    pairs["net._conv_head.weight"] = (net._conv_head, net._bn1)
+    return pairs
+
+
 # -- encoders: the PyTorch models they were exported from -----------------------------------
 @pytest.mark.train
+def test_image_encoder_is_efficientnet_lite0_with_imagenet_or_fine_tuned_weights(
+    bundle: ModelBundle,
+) -> None:
+    """The ONNX encoder computes PyTorch's EfficientNet-Lite0 with the weights it holds; those
+    are ImageNet's, except the blocks that ``train-tower`` fine-tuned (manifest) and only them.
+
+    The reference network is the package's architecture with every batch norm folded by hand
+    into the convolution before it (the exporter folds them too), loaded from the ONNX file.
+    """
+    torch = pytest.importorskip("torch", reason="the PyTorch reference needs the [train] extra")
+    pytest.importorskip("efficientnet_lite_pytorch", reason="needs the [train] extra")
+    from pixsearch.exporter import _sources as sources
+
+    manifest = bundle.manifest["models"]["image_encoder"]
+    tuned_from = manifest.get("fine_tuned", {}).get("config", {}).get("train_from", 99)
+    stored = _initializers(BUNDLE_DIR / "image_encoder.onnx")
+    imagenet, net = sources.load_image_model(), sources.load_image_model()
+    changed = set()
+    original = _conv_pairs(imagenet)
+    with torch.no_grad():
+        for name, (conv, bn) in _conv_pairs(net).items():
+            weight, bias = _folded(*original[name])
+            if not (
+                np.allclose(stored[name], weight, atol=1e-6)
+                and np.allclose(stored[f"{name}_bias"], bias, atol=1e-6)
+            ):
+                changed.add(name)
+            conv.weight.copy_(torch.from_numpy(stored[name].copy()))
+            bn.weight.fill_(1.0), bn.running_mean.zero_(), bn.running_var.fill_(1.0 - bn.eps)
+            bn.bias.copy_(torch.from_numpy(stored[f"{name}_bias"].copy()))
+    block = [int(n.split(".")[2]) for n in changed if "_blocks." in n]
+    assert all(b >= tuned_from for b in block), f"blocks before {tuned_from} changed: {block}"
+    assert ("net._conv_head.weight" in changed) == (tuned_from < 99)
+    np.testing.assert_array_equal(stored["net._fc.weight"], imagenet._fc.weight.detach().numpy())
+    pixels = golden.golden_pixels()
+    with torch.inference_mode():
+        x = (torch.from_numpy(pixels).permute(0, 3, 1, 2).float() - 127.0) / 128.0
+        pooled = torch.flatten(net._avg_pooling(net.extract_features(x)), 1).numpy()
+        logits = net(x).numpy()  # the package's own forward, classifier included
+    features, onnx_logits = bundle.image_encoder.encode(pixels)
+    np.testing.assert_allclose(features, pooled, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(onnx_logits, logits, rtol=0, atol=1e-3)
+
+
+@pytest.mark.train
 def test_image_encoder_matches_pytorch_efficientnet(bundle: ModelBundle) -> None:
+    """ImageNet's own Lite0 (batch norms unfolded): equal unless fine-tuned, then the ImageNet
+    classes it predicts mostly agree (the tower's distillation keeps the label bridge working)."""
     torch = pytest.importorskip("torch", reason="the PyTorch reference needs the [train] extra")
     pytest.importorskip("efficientnet_lite_pytorch", reason="needs the [train] extra")
     from pixsearch.exporter import _sources as sources
@@ -64,6 +135,10 @@ def test_image_encoder_matches_pytorch_efficientnet(bundle: ModelBundle) -> None
         pooled = torch.flatten(net._avg_pooling(net.extract_features(x)), 1).numpy()
         logits = net(x).numpy()  # the package's own forward, classifier included
     features, onnx_logits = bundle.image_encoder.encode(pixels)
+    if "fine_tuned" in bundle.manifest["models"]["image_encoder"]:
+        same_class = np.argmax(onnx_logits, axis=1) == np.argmax(logits, axis=1)
+        assert same_class.mean() >= 0.6, same_class
+        return
     np.testing.assert_allclose(features, pooled, rtol=0, atol=1e-3)
     np.testing.assert_allclose(onnx_logits, logits, rtol=0, atol=1e-3)
     assert np.argmax(onnx_logits, axis=1).tolist() == np.argmax(logits, axis=1).tolist()
