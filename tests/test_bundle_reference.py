@@ -120,7 +120,7 @@ def test_image_encoder_is_efficientnet_lite0_with_imagenet_or_fine_tuned_weights
 
 
 @pytest.mark.train
-def test_image_encoder_matches_pytorch_efficientnet(bundle: ModelBundle) -> None:
+def test_image_encoder_matches_pytorch_efficientnet(bundle: ModelBundle, tmp_path: Path) -> None:
     """ImageNet's own Lite0 (batch norms unfolded): equal unless fine-tuned, then the ImageNet
     classes it predicts mostly agree (the tower's distillation keeps the label bridge working)."""
     torch = pytest.importorskip("torch", reason="the PyTorch reference needs the [train] extra")
@@ -136,8 +136,21 @@ def test_image_encoder_matches_pytorch_efficientnet(bundle: ModelBundle) -> None
         logits = net(x).numpy()  # the package's own forward, classifier included
     features, onnx_logits = bundle.image_encoder.encode(pixels)
     if "fine_tuned" in bundle.manifest["models"]["image_encoder"]:
-        same_class = np.argmax(onnx_logits, axis=1) == np.argmax(logits, axis=1)
-        assert same_class.mean() >= 0.6, same_class
+        # real photos (the demo's 14): 12 of 14 keep their ImageNet class with the tower
+        # retrained by `pixsearch retrain` (seed 42), the moon and the motorcycle change
+        from helpers import copy_demo_photos
+
+        from pixsearch.indexer.preprocess import load_photo
+
+        folder = copy_demo_photos(tmp_path / "photos")
+        pixels = np.stack([load_photo(p).pixels for p in sorted(folder.iterdir())])
+        with torch.inference_mode():
+            x = (torch.from_numpy(pixels).permute(0, 3, 1, 2).float() - 127.0) / 128.0
+            logits = net(x).numpy()
+        same_class = np.argmax(bundle.image_encoder.encode(pixels)[1], axis=1) == np.argmax(
+            logits, axis=1
+        )
+        assert same_class.mean() >= 0.75, same_class
         return
     np.testing.assert_allclose(features, pooled, rtol=0, atol=1e-3)
     np.testing.assert_allclose(onnx_logits, logits, rtol=0, atol=1e-3)
