@@ -34,7 +34,6 @@ from _common import cache_dir, emit
 from cold_start import timed
 from query import FILTERS, build, exact_ids, measure, queries
 
-DEFAULT_FILTER = "(restricted = false)"
 INDEXES: dict[str, tuple[str, dict[str, Any]]] = {
     # name: (LanceDB index config, its arguments besides cosine and one partition per 8192 rows)
     "shipped": ("IvfHnswSq", {}),
@@ -73,13 +72,15 @@ def status():
                 out[key] = int(value.split()[0]) / 1024
     return out
 
-db, where, refine, nprobes = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
+db, where = sys.argv[1], sys.argv[2] or None
+refine, nprobes = json.loads(sys.argv[3]), int(sys.argv[4])
 store_module.SEARCH_REFINE_FACTOR = refine
 store_module.SEARCH_NPROBES = nprobes
 store = store_module.PhotoStore(db)
 dataset = store._reader.dataset()
 store._refresh_plan_facts(dataset)
-store._matching_rows(dataset, where)
+if where:
+    store._matching_rows(dataset, where)
 vector = np.load(sys.argv[5])
 before = status()
 started = __import__("time").perf_counter()
@@ -152,14 +153,16 @@ def index_facts(db: Path) -> dict[str, Any]:
     return {"index_type": "none"}
 
 
-def probe(db: Path, refine: int | None, nprobes: int, vector_file: Path) -> dict[str, float]:
+def probe(
+    db: Path, refine: int | None, nprobes: int, vector_file: Path, where: str
+) -> dict[str, float]:
     done = subprocess.run(
         [
             sys.executable,
             "-c",
             PROBE,
             str(db),
-            DEFAULT_FILTER,
+            where,
             json.dumps(refine),
             str(nprobes),
             str(vector_file),
@@ -203,6 +206,12 @@ def main() -> None:
     parser.add_argument("--recall-queries", type=int, default=40)
     parser.add_argument("--cli-runs", type=int, default=2)
     parser.add_argument("--skip", default="", help="comma list of: memory,cli,latency")
+    parser.add_argument(
+        "--probe-filter",
+        default="restricted=false",
+        choices=list(FILTERS),
+        help="the filter of the first-query probe (the default policy's by default)",
+    )
     args = parser.parse_args()
     import numpy as np
 
@@ -223,7 +232,9 @@ def main() -> None:
         record["refine_factor"], record["nprobes"] = refine, nprobes
         record["load_1min"] = round(os.getloadavg()[0], 2)
         if "memory" not in skip:
-            record["first_query"] = probe(db, refine, nprobes, vector_file)
+            where = FILTERS[args.probe_filter] or ""
+            record["first_query"] = probe(db, refine, nprobes, vector_file, where)
+            record["probe_filter"] = args.probe_filter
         if "cli" not in skip:
             record["cli_peak_mb"] = cli_peak(db, refine, nprobes, args.cli_runs)
         if "latency" not in skip:
