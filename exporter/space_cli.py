@@ -21,6 +21,17 @@ from pixsearch.db.errors import InvalidInputError
 from pixsearch.search.commands import RESEARCH_PANEL
 
 
+def require_data_folder(data: Path) -> None:
+    """``InvalidInputError`` unless ``data`` holds ``flickr8k/manifest.csv`` and its captions."""
+    needed = [data / "flickr8k" / "manifest.csv", data / "flickr8k" / "captions.tsv"]
+    missing = [str(path) for path in needed if not path.is_file()]
+    if missing:
+        raise InvalidInputError(
+            f"{data} is not a data folder: {', '.join(missing)} missing (give the folder that "
+            "holds flickr8k/ and practicum/)"
+        )
+
+
 def train_space(
     data: Annotated[Path, typer.Argument(help="data folder holding flickr8k/ and practicum/")],
     bundle: Annotated[
@@ -49,13 +60,7 @@ def train_space(
     """Train the joint text-image space and the relevance reranker; write the model card."""
     from pixsearch.exporter.workflow_cli import require_train_extra
 
-    needed = [data / "flickr8k" / "manifest.csv", data / "flickr8k" / "captions.tsv"]
-    missing = [str(path) for path in needed if not path.is_file()]
-    if missing:
-        raise InvalidInputError(
-            f"{data} is not a data folder: {', '.join(missing)} missing (give the folder that "
-            "holds flickr8k/ and practicum/)"
-        )
+    require_data_folder(data)
     require_train_extra("pandas", "sklearn", "torch", "onnx")
     from pixsearch.exporter.joint_space import JointConfig, results_table, run_train_space
 

@@ -149,6 +149,32 @@ class JointModel:
         ).astype(np.float32)
 
 
+def warmup_cosine(optimiser: Any, total: int) -> Any:
+    """Linear warm-up over the first 5% of ``total`` steps, then cosine decay to 0."""
+    torch = require_torch()
+    warmup = max(1, total // 20)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimiser,
+        lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))),
+    )
+
+
+def multi_positive_infonce(logits: Any, owner: Any) -> Any:
+    """Symmetric InfoNCE for ``logits [captions, photos]``; ``owner[c]`` is caption c's photo.
+
+    Mean of caption -> photo cross-entropy and photo -> captions loss where every caption of
+    the photo in the batch is a positive (log-sum-exp over them against all captions).
+    """
+    torch = require_torch()
+    t2i = torch.nn.functional.cross_entropy(logits, owner)
+    positive = torch.zeros_like(logits, dtype=torch.bool)
+    positive[torch.arange(len(owner)), owner] = True
+    col = logits.T  # photo -> captions
+    log_all = torch.logsumexp(col, dim=1)
+    log_pos = torch.logsumexp(col.masked_fill(~positive.T, -1e9), dim=1)
+    return 0.5 * (t2i + (log_all - log_pos).mean())
+
+
 def train_joint(
     corpus: Corpus,
     train_photos: np.ndarray,
@@ -199,13 +225,7 @@ def train_joint(
         )
         steps_per_epoch = max(1, len(photos) // cfg.batch_photos)
         total = steps_per_epoch * cfg.epochs
-        warmup = max(1, total // 20)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimiser,
-            lambda s: (
-                min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
-            ),
-        )
+        schedule = warmup_cosine(optimiser, total)
         ema_state = (
             {k: v.detach().clone() for k, v in net.state_dict().items()} if cfg.ema else None
         )
@@ -238,15 +258,7 @@ def train_joint(
                 img = net.image(torch.from_numpy(f), torch.from_numpy(b))
                 txt = net.text(text_all[cap_rows])
                 logits = net.log_scale.clamp(max=math.log(100.0)).exp() * txt @ img.T
-                owner = torch.tensor(cap_owner)
-                t2i = torch.nn.functional.cross_entropy(logits, owner)
-                positive = torch.zeros_like(logits, dtype=torch.bool)
-                positive[torch.arange(len(owner)), owner] = True
-                col = logits.T  # photo -> captions
-                log_all = torch.logsumexp(col, dim=1)
-                log_pos = torch.logsumexp(col.masked_fill(~positive.T, -1e9), dim=1)
-                i2t = (log_all - log_pos).mean()
-                loss = 0.5 * (t2i + i2t)
+                loss = multi_positive_infonce(logits, torch.tensor(cap_owner))
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()

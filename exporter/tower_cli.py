@@ -24,7 +24,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pixsearch.db.errors import InvalidInputError
+from pixsearch.exporter.space_cli import require_data_folder
 from pixsearch.search.commands import RESEARCH_PANEL
 
 DataArgument = Annotated[Path, typer.Argument(help="data folder holding flickr8k/ and practicum/")]
@@ -44,16 +44,6 @@ CacheOption = Annotated[
 ]
 
 
-def _check_data(data: Path) -> None:
-    needed = [data / "flickr8k" / "manifest.csv", data / "flickr8k" / "captions.tsv"]
-    missing = [str(path) for path in needed if not path.is_file()]
-    if missing:
-        raise InvalidInputError(
-            f"{data} is not a data folder: {', '.join(missing)} missing (give the folder that "
-            "holds flickr8k/ and practicum/)"
-        )
-
-
 def _log(message: str) -> None:
     typer.echo(message, err=True)
 
@@ -61,7 +51,7 @@ def _log(message: str) -> None:
 def _fine_tune(data: Path, bundle: Path | None, seed: int, epochs: int | None, cache: Any) -> None:
     from pixsearch.exporter.workflow_cli import require_train_extra
 
-    _check_data(data)
+    require_data_folder(data)
     require_train_extra("torch", "onnx")
     from pixsearch.exporter.tower_run import run_train_tower
     from pixsearch.exporter.tower_train import TowerConfig

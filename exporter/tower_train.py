@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from pixsearch.exporter._torch import require_torch, seeded_torch
+from pixsearch.exporter.space_train import multi_positive_infonce, warmup_cosine
 from pixsearch.exporter.tower_data import TRAINABLE_FROM, ViewActivations
 
 Log = Callable[[str], None]
@@ -193,13 +194,7 @@ def train_tower(
         pos_weight = torch.tensor(float(labelled.sum() - positives) / max(positives, 1.0))
         steps_per_epoch = max(1, len(photos) // cfg.batch_photos)
         total = steps_per_epoch * cfg.epochs
-        warmup = max(1, total // 20)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimiser,
-            lambda s: (
-                min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
-            ),
-        )
+        schedule = warmup_cosine(optimiser, total)
         text_all = torch.from_numpy(np.ascontiguousarray(data.text_features, np.float32))
         temperature = cfg.distill_temperature
         history: list[dict[str, float]] = []
@@ -234,16 +229,7 @@ def train_tower(
                     text_tower(text_all[cap_rows] * math.sqrt(text_all.shape[1])), dim=1
                 )
                 logits = log_scale.clamp(max=math.log(100.0)).exp() * txt @ img.T
-                owner = torch.tensor(cap_owner)
-                t2i = nn.functional.cross_entropy(logits, owner)
-                positive = torch.zeros_like(logits, dtype=torch.bool)
-                positive[torch.arange(len(owner)), owner] = True
-                col = logits.T
-                i2t = (
-                    torch.logsumexp(col, dim=1)
-                    - torch.logsumexp(col.masked_fill(~positive.T, -1e9), dim=1)
-                ).mean()
-                contrastive = 0.5 * (t2i + i2t)
+                contrastive = multi_positive_infonce(logits, torch.tensor(cap_owner))
                 known = labelled[batch]
                 if known.any():
                     y = torch.from_numpy(data.child_labels[batch][known].astype(np.float32))
