@@ -93,8 +93,8 @@ def main() -> None:
         record["config"] = asdict(config)
         record["train_seconds"] = trained.seconds
         record["history"] = trained.history
-        photo = tail_features(net, prepared.views[0].activations)
-        hflip = tail_features(net, prepared.views[1].activations)
+        photo = tail_features(net, prepared.tower_data.views[0].activations)
+        hflip = tail_features(net, prepared.tower_data.views[1].activations)
         record["scaffold"] = scaffold_recall(prepared, trained, photo)
         log(f"scaffold towers (trained with the tail): {record['scaffold']}")
         record.update(measure_features(prepared, photo, hflip=hflip, log=log))

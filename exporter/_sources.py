@@ -95,6 +95,13 @@ def load_image_model() -> Any:
     return net.eval()
 
 
+def normalised_pixels(pixels: Any) -> Any:
+    """``uint8 NHWC`` pixels as the network's input: float, NCHW, ``(x - 127) / 128``."""
+    import torch
+
+    return (pixels.permute(0, 3, 1, 2).to(torch.float32) - PIXEL_MEAN) / PIXEL_STD
+
+
 def pixel_encoder(net: Any) -> Any:
     """Wrap the network so it takes ``uint8`` NHWC pixels and returns (features, logits).
 
@@ -109,9 +116,7 @@ def pixel_encoder(net: Any) -> Any:
             self.net = net
 
         def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            x = pixels.permute(0, 3, 1, 2).to(torch.float32)
-            x = (x - PIXEL_MEAN) / PIXEL_STD
-            x = self.net.extract_features(x)
+            x = self.net.extract_features(normalised_pixels(pixels))
             features = torch.flatten(self.net._avg_pooling(x), 1)
             return features, self.net._fc(features)
 

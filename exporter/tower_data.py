@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from pixsearch.exporter._onnx_tools import OPSET
 from pixsearch.exporter.features import augment_view, default_cache_dir
 
 TRAINABLE_FROM = 12
@@ -54,7 +55,7 @@ def trunk_module(net: Any) -> Any:
     """``uint8 NHWC pixels -> (activations, frozen pooled features)`` as one torch module."""
     import torch
 
-    from pixsearch.indexer.preprocess import PIXEL_MEAN, PIXEL_STD
+    from pixsearch.exporter._sources import normalised_pixels
 
     class Trunk(torch.nn.Module):
         def __init__(self) -> None:
@@ -62,8 +63,7 @@ def trunk_module(net: Any) -> Any:
             self.net = net
 
         def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            x = pixels.permute(0, 3, 1, 2).to(torch.float32)
-            x = (x - PIXEL_MEAN) / PIXEL_STD
+            x = normalised_pixels(pixels)
             x = self.net._swish(self.net._bn0(self.net._conv_stem(x)))
             cut = None
             for index, block in enumerate(self.net._blocks):
@@ -92,7 +92,7 @@ def _export_trunk(net: Any, target: Path) -> None:
         str(target),
         input_names=["pixels"],
         output_names=["activations", "features"],
-        opset_version=18,
+        opset_version=OPSET,
         dynamo=False,
         dynamic_axes={"pixels": {0: "batch"}},
     )

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pixsearch.exporter.tower_data import ViewActivations, view_activations
+from pixsearch.exporter.tower_data import view_activations
 from pixsearch.exporter.tower_train import TowerData
 
 Log = Callable[[str], None]
@@ -46,8 +46,8 @@ class Prepared:
     """Child split (train, validation, test) as positions in ``labels``."""
     space_train: np.ndarray
     space_val: np.ndarray
-    views: list[ViewActivations]
     tower_data: TowerData
+    """What fine-tuning reads (its ``views`` are the cached trunk activations)."""
 
 
 def prepare(
@@ -61,7 +61,6 @@ def prepare(
     log: Log = lambda m: None,
 ) -> Prepared:
     """Corpus, labels, splits and trunk activations (see the module docstring)."""
-    from pixsearch.exporter import _sources as sources
     from pixsearch.exporter.child_data import grouped_three_way_split, load_photo_labels
     from pixsearch.exporter.features import sha256_file
     from pixsearch.exporter.space_data import Bridge, load_corpus, read_manifest, split_photos
@@ -83,16 +82,15 @@ def prepare(
     test_rows = set(label_rows[child_test][keep[child_test]].tolist())
     tower_photos = np.array([p for p in space_train.tolist() if p not in test_rows])
     keys = [sha256_file(p) for p in corpus.paths]
-    acts = view_activations(corpus.paths, keys, views, cache_dir=cache_dir, log=log)
-    net = sources.load_image_model()
     data = TowerData(
-        views=acts,
+        views=view_activations(corpus.paths, keys, views, cache_dir=cache_dir, log=log),
         caption_image=corpus.caption_image,
         text_features=corpus.text_features,
         train_photos=tower_photos,
         child_labels=child_labels,
-        fc_weight=net._fc.weight.detach().numpy(),
-        fc_bias=net._fc.bias.detach().numpy(),
+        # the label bridge's classifier is ImageNet's own (tests/test_bundle_reference.py)
+        fc_weight=bridge.fc_weight_t.T,
+        fc_bias=bridge.fc_bias,
     )
     log(
         f"tower training photos {len(tower_photos)} (child labels on "
@@ -106,7 +104,6 @@ def prepare(
         (child_train, child_val, child_test),
         space_train,
         space_val,
-        acts,
         data,
     )
 
