@@ -56,6 +56,12 @@ def main() -> None:
     parser.add_argument("--lr-tail", type=float, default=None)
     parser.add_argument("--views", default=None, help="comma-separated, default all cached")
     parser.add_argument("--tta", action="store_true", help="also measure photo+mirror averaged")
+    parser.add_argument(
+        "--wise",
+        default=None,
+        help="comma-separated alphas: also measure the weights interpolated between ImageNet's "
+        "(0) and the fine-tuned ones (1), as WiSE-FT does",
+    )
     parser.add_argument("--out", type=Path, default=Path("tower-variants.jsonl"))
     args = parser.parse_args()
 
@@ -88,6 +94,7 @@ def main() -> None:
         }
         config = TowerConfig(**overrides)
         net = sources.load_image_model()
+        imagenet = {k: v.detach().clone() for k, v in net.state_dict().items()}
         trained = train_tower(net, prepared.tower_data, config, log=log)
         record["variant"] = "fine-tuned"
         record["config"] = asdict(config)
@@ -101,6 +108,24 @@ def main() -> None:
         if args.tta:
             mean = (photo + hflip) / 2
             record["tta"] = measure_features(prepared, mean, hflip=hflip, log=log)
+        if args.wise:
+            tuned = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            record["wise"] = {}
+            for alpha in (float(a) for a in args.wise.split(",")):
+                net.load_state_dict(
+                    {
+                        k: (1 - alpha) * imagenet[k] + alpha * v if v.is_floating_point() else v
+                        for k, v in tuned.items()
+                    }
+                )
+                log(f"WiSE-FT alpha {alpha}")
+                record["wise"][str(alpha)] = measure_features(
+                    prepared,
+                    tail_features(net, prepared.tower_data.views[0].activations),
+                    hflip=tail_features(net, prepared.tower_data.views[1].activations),
+                    log=log,
+                )
+            net.load_state_dict(tuned)
     with open(args.out, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record) + "\n")
     print(json.dumps({k: v for k, v in record.items() if k != "history"}, indent=1))

@@ -290,10 +290,22 @@ def text_features(
     *,
     batch_size: int = 256,
     progress: Callable[[int, int], None] | None = None,
+    encoder: str = "text_encoder",
 ) -> np.ndarray:
-    """Text-encoder embeddings, ``float32 [len(texts), 384]``, in input order (cached)."""
+    """Text-encoder embeddings, ``float32 [len(texts), 384]``, in input order (cached).
+
+    ``encoder="text_encoder_multilingual"`` embeds every text with the multilingual encoder
+    (USE + adapter), whatever its script: the joint space trains on those views of the English
+    captions so that Russian queries, which take that path, land where their towers look."""
     texts = [str(t) for t in texts]
-    cache = FeatureCache(cache_dir, encoder_key(bundle, "text_encoder"), "text")
+    if encoder == "text_encoder":
+        encode = bundle.text_encoder.encode
+    else:
+        multilingual = getattr(bundle.text_encoder, "multilingual", None)
+        if encoder != "text_encoder_multilingual" or multilingual is None:
+            raise ValueError(f"the bundle has no text encoder {encoder!r}")
+        encode = multilingual.encode
+    cache = FeatureCache(cache_dir, encoder_key(bundle, encoder), "text")
     keys = [sha256_text(t) for t in texts]
     found = cache.get_many(keys)
     todo: dict[str, str] = {}
@@ -303,7 +315,7 @@ def text_features(
     todo_items = list(todo.items())
     done = 0
     for batch in _batches(todo_items, batch_size):
-        vectors = np.asarray(bundle.text_encoder.encode([t for _, t in batch]), dtype=np.float32)
+        vectors = np.asarray(encode([t for _, t in batch]), dtype=np.float32)
         batch_keys = [key for key, _ in batch]
         cache.put_many(batch_keys, vectors)
         found.update(zip(batch_keys, vectors, strict=True))

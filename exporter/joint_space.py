@@ -234,6 +234,7 @@ def run_train_space(
         crop_views=cfg.crop_views if cfg.augment > 0 else 0,
         max_images=max_images,
         seed=seed,
+        text_views=cfg.text_augment > 0,
         log=log,
     )
     _timed(seconds, "features", started)

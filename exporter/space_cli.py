@@ -48,6 +48,13 @@ def train_space(
     seed: Annotated[int, typer.Option(help="seed of the split and the training")] = 42,
     n_val: Annotated[int, typer.Option(help="photos held out for validation")] = 900,
     epochs: Annotated[int | None, typer.Option(help="epochs of the joint towers")] = None,
+    text_augment: Annotated[
+        float | None,
+        typer.Option(
+            help="share of training captions embedded by the multilingual encoder instead "
+            "of MiniLM (the path Russian queries take) [default: the shipped setting]"
+        ),
+    ] = None,
     top_n: Annotated[int, typer.Option(help="candidates the reranker rescores")] = 50,
     cache_dir: Annotated[
         Path | None, typer.Option(help="feature cache (default ~/.cache/pixsearch/features)")
@@ -67,6 +74,8 @@ def train_space(
     config = JointConfig(seed=seed)
     if epochs is not None:
         config.epochs = epochs
+    if text_augment is not None:
+        config.text_augment = text_augment
     result = run_train_space(
         data,
         out,

@@ -89,6 +89,9 @@ class Corpus:
     """``[C, 384]``."""
     filter_counts: dict[str, int] = field(default_factory=dict)
     excluded: dict[str, list[str]] = field(default_factory=dict)
+    text_view_features: list[np.ndarray] = field(default_factory=list)
+    """Other embeddings of the captions for training, each ``[C, 384]``: the multilingual
+    encoder's (the path a Russian query takes); empty unless asked for."""
 
 
 def read_manifest(data_dir: Path) -> tuple[list[tuple[str, Path]], dict[str, str], list[str]]:
@@ -125,6 +128,7 @@ def load_corpus(
     crop_views: int = 0,
     max_images: int | None = None,
     seed: int = 42,
+    text_views: bool = False,
     log: Callable[[str], None] = lambda message: None,
 ) -> Corpus:
     """Photos of ``manifest.csv`` + ``captions.tsv``, legal filter applied, features cached."""
@@ -189,6 +193,11 @@ def load_corpus(
     views = (["hflip"] if flip else []) + views
     view_features = [image_features(paths, bundle, cache_dir, workers=2, view=v) for v in views]
     texts = text_features(captions, bundle, cache_dir)
+    text_view_features = (
+        [text_features(captions, bundle, cache_dir, encoder="text_encoder_multilingual")]
+        if text_views
+        else []
+    )
     return Corpus(
         images,
         paths,
@@ -203,6 +212,7 @@ def load_corpus(
             "duplicates": sorted(duplicate_of),
             "only_child_captions": photos_all_child,
         },
+        text_view_features,
     )
 
 

@@ -47,6 +47,9 @@ class JointConfig:
     ``crop_views`` random resized crops) instead of the photo's for a training step's photo."""
     crop_views: int = 0
     """Random-resized-crop views encoded per photo (cached) for ``augment``."""
+    text_augment: float = 0.0
+    """Probability of using the multilingual encoder's embedding of a caption (USE + adapter,
+    the path of Russian queries) instead of MiniLM's for a training step's caption."""
     batch_photos: int = 256
     epochs: int = 20
     lr: float = 1e-3
@@ -229,7 +232,10 @@ def train_joint(
         ema_state = (
             {k: v.detach().clone() for k, v in net.state_dict().items()} if cfg.ema else None
         )
-        text_all = torch.from_numpy(corpus.text_features)
+        text_views = corpus.text_view_features if cfg.text_augment > 0 else []
+        if cfg.text_augment > 0 and not text_views:
+            raise ValueError("text_augment needs the corpus's text views (load_corpus text_views)")
+        text_all = torch.from_numpy(np.stack([corpus.text_features, *text_views]))
         clusters = _photo_clusters(feats[photos], cfg) if cfg.hard_batches > 0 else None
         history = []
         for epoch in range(1, cfg.epochs + 1):
@@ -256,7 +262,11 @@ def train_joint(
                     cap_rows = [int(rng.choice(caps_of[p])) for p in batch.tolist()]
                     cap_owner = list(range(len(batch)))
                 img = net.image(torch.from_numpy(f), torch.from_numpy(b))
-                txt = net.text(text_all[cap_rows])
+                text_pick = np.zeros(len(cap_rows), dtype=np.int64)
+                if text_views:  # the random stream is untouched without text views
+                    swap = rng.random(len(cap_rows)) < cfg.text_augment
+                    text_pick[swap] = rng.integers(1, len(text_all), int(swap.sum()))
+                txt = net.text(text_all[torch.from_numpy(text_pick), torch.tensor(cap_rows)])
                 logits = net.log_scale.clamp(max=math.log(100.0)).exp() * txt @ img.T
                 loss = multi_positive_infonce(logits, torch.tensor(cap_owner))
                 optimiser.zero_grad()

@@ -216,3 +216,41 @@ def test_crop_views_are_cached_and_reproducible(tmp_path: Path) -> None:
     assert {p.name for p in (tmp_path / "cache").glob("*/*")} == {"image", "image-crop1"}
     with pytest.raises(ValueError, match="unknown augmented view"):
         augment_view(np.zeros((4, 4, 3), np.uint8), "rotate")
+
+
+def test_text_views_teach_the_text_tower_a_second_encoder() -> None:
+    """With ``text_augment`` the text tower also trains on another encoder's embeddings of the
+    captions (the multilingual path): queries from that encoder then find their photos."""
+    pytest.importorskip("torch", reason="training needs the [train] extra")
+    from dataclasses import replace
+
+    from pixsearch.exporter.joint_space import JointConfig, evaluate, split_photos, train_joint
+
+    corpus, bridge = synthetic_corpus()
+    rotation, _ = np.linalg.qr(np.random.default_rng(7).normal(size=(24, 24)))
+    other = (corpus.text_features @ rotation).astype(np.float32)  # the second encoder's space
+    corpus.text_view_features = [other]
+    train, val = split_photos(len(corpus.images), 60, seed=0)
+    small = dict(dim=16, image_hidden=32, text_hidden=32, batch_photos=64, epochs=30, seed=0)
+    plain = train_joint(corpus, train, bridge, JointConfig(**small))
+    both = train_joint(corpus, train, bridge, JointConfig(**small, text_augment=0.5))
+    asked_other = replace(corpus, text_features=other)
+    plain_other = evaluate(plain, asked_other, val, mix=1.0)["R@10"]  # 13 here, chance 17
+    assert evaluate(both, asked_other, val, mix=1.0)["R@10"] > plain_other + 40  # 71 here
+    assert evaluate(both, corpus, val, mix=1.0)["R@10"] > 45  # the first encoder still works
+    corpus.text_view_features = []
+    with pytest.raises(ValueError, match="text views"):
+        train_joint(corpus, train, bridge, JointConfig(**small, text_augment=0.5))
+
+
+def test_multilingual_text_views_are_the_multilingual_encoders_and_cached(tmp_path: Path) -> None:
+    from pixsearch.indexer.models import ModelBundle
+
+    bundle = ModelBundle.load()
+    captions = ["a dog runs on the beach", "two men ride bicycles"]
+    views = text_features(captions, bundle, tmp_path, encoder="text_encoder_multilingual")
+    expected = bundle.text_encoder.multilingual.encode(captions)
+    np.testing.assert_allclose(views, expected, atol=1e-6)
+    minilm = text_features(captions, bundle, tmp_path)
+    assert float(np.max(np.sum(views * minilm, axis=1))) < 0.99  # another encoder's embeddings
+    assert len(list(tmp_path.glob("enc-*/text"))) == 2
