@@ -89,6 +89,9 @@ class RssSampler:
 def one_size(count: int, write_batch: int, shard_size: int, optimize: bool, db: str | None) -> None:
     """One job over ``count`` photos into ``db`` (a new temporary one without it); a ``db``
     that already holds them makes it a re-run (every photo unchanged: listing and plan)."""
+    import pyarrow as pa
+
+    from pixsearch.db.snapshot import Snapshot
     from pixsearch.db.store import PhotoStore
     from pixsearch.indexer.batch import JobStatus, run_reindex
     from pixsearch.indexer.models import ModelBundle
@@ -103,13 +106,28 @@ def one_size(count: int, write_batch: int, shard_size: int, optimize: bool, db: 
             run_reindex(store, bundle, str(template))  # the one real encode: the stored row
         if not optimize:
             store.optimize = lambda **_: None  # type: ignore[method-assign]
+        snapshots: list[Snapshot] = []
+        take_snapshot = store.snapshot
+
+        def kept_snapshot(**kwargs: int) -> Snapshot:  # the job's snapshots, to read their caches
+            snapshots.append(take_snapshot(**kwargs))
+            return snapshots[-1]
+
+        store.snapshot = kept_snapshot  # type: ignore[method-assign]
         marks: dict[str, float] = {}
+        trace: list[tuple[int, float, float, float]] = []
         started = time.perf_counter()
 
         def status(state: JobStatus) -> None:
             if state.done >= count // 2 and "half" not in marks:
                 marks["half"] = time.perf_counter() - started
                 marks["half_rss"] = RssSampler.now()  # held half-way through the job
+            if state.done >= (len(trace) + 1) * count // 10:  # every tenth of the job
+                lance_mb = sum(s.cache_bytes() for s in snapshots) / 2**20
+                arrow_mb = pa.total_allocated_bytes() / 2**20
+                trace.append(
+                    (state.done, round(RssSampler.now(), 1), round(arrow_mb, 1), round(lance_mb, 1))
+                )
 
         baseline = RssSampler.now()
         with RssSampler() as rss:
@@ -149,6 +167,7 @@ def one_size(count: int, write_batch: int, shard_size: int, optimize: bool, db: 
             "peak_rss_mb": round(rss.peak, 1),
             "peak_above_baseline_mb": round(rss.peak - baseline, 1),
             "bytes_per_photo": round((rss.peak - baseline) * 2**20 / count),
+            "trace": trace,
         }
     )
 
@@ -173,7 +192,7 @@ def main() -> None:
         "| run | photos | job s | commits | RSS before MB | RSS half-way MB | peak RSS MB "
         "| peak above before MB | peak bytes/photo |"
     )
-    rows = []
+    rows, traces = [], []
     for size in (int(s) for s in args.sizes.split(",")):
         child = [__file__, "--one", str(size), "--write-batch", str(args.write_batch)]
         child += ["--shard-size", str(args.shard_size)] + (["--optimize"] if args.optimize else [])
@@ -183,6 +202,8 @@ def main() -> None:
             for _ in range(runs):  # each in a fresh process: its peak RSS is its own
                 results += run_child([*child, *(["--db", db] if args.rerun else [])])
         for r in results:
+            steps = " ".join(f"{d}:{m}/{a}/{c}" for d, m, a, c in r["trace"])
+            traces.append(f"{r['run']} {r['photos']}: {steps}")
             rows.append(
                 f"| {r['run']} | {r['photos']} | {r['seconds']} | {r['commits']} "
                 f"| {r['baseline_rss_mb']} | {r['half_rss_mb']} | {r['peak_rss_mb']} "
@@ -191,6 +212,8 @@ def main() -> None:
     print(header)
     print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
+    print("\nEvery tenth of each job: photos done, RSS MB, Arrow pool MB, Lance caches MB")
+    print("\n".join(traces))
 
 
 if __name__ == "__main__":

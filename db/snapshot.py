@@ -34,9 +34,18 @@ import pyarrow as pa
 LOOKUP_CACHE = 4096
 """Content hashes whose answer (stored or not) a snapshot remembers (the most recent)."""
 INDEX_CACHE_BYTES = 64 << 20
-"""Lance's cache of index pages for a snapshot (its default is sized for searches, gigabytes):
-a plan reads the ``path`` index forward, chunk by chunk, so pages it read are not read again,
-and an uncapped cache would keep every page it touched, i.e. grow with the table."""
+"""Lance's cache of index pages for a snapshot's point lookups (a content hash, ids; its default
+is sized for searches, gigabytes): lookups come in any order, so pages read once may serve
+again; at most this much is kept."""
+RANGE_INDEX_CACHE_BYTES = 4 << 20
+"""The same cache for the plan's range reads: a plan reads the ``path`` index forward, chunk
+by chunk, so a page it read is never read again. With the lookups' 64 MB, that cache filled
+with pages never read again (~70 bytes per photo planned, full at ~0.9M photos): a re-run's
+driver grew 100k -> 1M photos by the cache's size (docs/scale-out.md)."""
+METADATA_CACHE_BYTES = 16 << 20
+"""Lance's cache of file and fragment metadata, per dataset of a snapshot (its default size is
+a search's): it grows with the data files a plan touches (~50 KB per 10 000-row file
+measured), i.e. with the table; capped, a plan stays flat (docs/scale-out.md)."""
 
 
 class Snapshot:
@@ -47,6 +56,7 @@ class Snapshot:
     ) -> None:
         self.path, self.version, self.storage_options = path, version, storage_options
         self._dataset: Any = None
+        self._range_dataset: Any = None
         self._lock = threading.Lock()
         self._known: OrderedDict[str, bool] = OrderedDict()
 
@@ -57,24 +67,41 @@ class Snapshot:
         self.__init__(state["path"], state["version"], state["storage_options"])  # type: ignore[misc]
 
     def dataset(self) -> Any | None:
-        """The pinned ``lance.LanceDataset`` (opened once), None for version 0."""
+        """The pinned ``lance.LanceDataset`` of point lookups (opened once), None for version 0."""
+        return self._open("_dataset", INDEX_CACHE_BYTES)
+
+    def _ranges(self) -> Any | None:
+        """The pinned dataset of forward range reads: its own small index cache."""
+        return self._open("_range_dataset", RANGE_INDEX_CACHE_BYTES)
+
+    def _open(self, attribute: str, index_cache_bytes: int) -> Any | None:
         if self.version == 0:
             return None
         with self._lock:
-            if self._dataset is None:
+            if getattr(self, attribute) is None:
                 import lance
 
-                self._dataset = lance.dataset(
+                dataset = lance.dataset(
                     self.path,
                     version=self.version,
                     storage_options=self.storage_options,
-                    index_cache_size_bytes=INDEX_CACHE_BYTES,
+                    index_cache_size_bytes=index_cache_bytes,
+                    metadata_cache_size_bytes=METADATA_CACHE_BYTES,
                 )
-            return self._dataset
+                setattr(self, attribute, dataset)
+            return getattr(self, attribute)
 
-    def scan(self, columns: Sequence[str], where: str | None = None) -> pa.Table:
-        """``columns`` of the rows matching ``where`` (empty columns without a table)."""
-        dataset = self.dataset()
+    def cache_bytes(self) -> int:
+        """What Lance's caches of this snapshot's datasets hold now (bytes)."""
+        opened = (d for d in (self._dataset, self._range_dataset) if d is not None)
+        return sum(int(d.session().size_bytes()) for d in opened)
+
+    def scan(
+        self, columns: Sequence[str], where: str | None = None, *, ranges: bool = False
+    ) -> pa.Table:
+        """``columns`` of the rows matching ``where`` (empty columns without a table); with
+        ``ranges``, through the dataset of forward range reads."""
+        dataset = self._ranges() if ranges else self.dataset()
         if dataset is None:
             return pa.table({name: pa.array([], pa.string()) for name in columns})
         return dataset.to_table(columns=list(columns), filter=where)
@@ -83,7 +110,7 @@ class Snapshot:
         self, columns: Sequence[str], where: str | None, batch_size: int
     ) -> Iterator[pa.RecordBatch]:
         """``columns`` of the rows matching ``where``, streamed in batches of ``batch_size``."""
-        dataset = self.dataset()
+        dataset = self._ranges()
         if dataset is None:
             return
         scanner = dataset.scanner(columns=list(columns), filter=where, batch_size=batch_size)
@@ -103,7 +130,7 @@ class Snapshot:
             f"path {'>=' if low_inclusive else '>'} {quote(low)} AND "
             f"path {'<=' if high_inclusive else '<'} {quote(high)}"
         )
-        return self.scan(columns, where)
+        return self.scan(columns, where, ranges=True)
 
     def rows_by_content(self, hashes: Sequence[str], columns: Sequence[str]) -> pa.Table:
         """Rows whose ``content_hash`` is one of ``hashes``."""
