@@ -186,3 +186,129 @@ def copy_fragment(
 
 def _id_filter(ids: Sequence[str]) -> str:
     return "id IN (" + ", ".join("'" + i.replace("'", "''") + "'" for i in ids) + ")"
+
+
+SHARD_MARKS = ".pixsearch-shards"
+"""Folder of a database (``<db>/.pixsearch-shards/<table>/<job id>/``) holding the done marks of
+shards whose fragments were written but not committed yet."""
+
+
+@dataclass
+class ShardMarks:
+    """Done marks of one job's shards (picklable: it travels to batch workers).
+
+    A worker that wrote a shard's fragments leaves a mark named after the shard (a hash of the
+    job id and the shard's photos: path, size, mtime, caption files), holding what it made of
+    it: the fragments' metadata, their ids, the photos whose content was already stored. A
+    rerun of the job after a crash forms the same shards from what is still to do, finds their
+    marks and commits those fragments without reading a photo. The driver deletes the marks of
+    a checkpoint *before* committing it (a mark never names committed fragments), and a job
+    that completes removes its folder.
+
+    >>> import tempfile
+    >>> marks = ShardMarks(tempfile.mkdtemp() + "/marks")
+    >>> name = ShardMarks.name("job", '[{"path": "/p/a.jpg"}]')
+    >>> marks.get(name) is None
+    True
+    >>> marks.put(name, {"ids": ["a"]}); marks.get(name)
+    {'ids': ['a']}
+    >>> marks.delete([name]); marks.get(name) is None
+    True
+    """
+
+    folder: str
+    storage_options: dict[str, str] | None = field(default=None)
+    _fs: Any = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"folder": self.folder, "storage_options": self.storage_options, "_fs": None}
+
+    @staticmethod
+    def name(job: str, shard: str) -> str:
+        """The mark name of ``shard`` (its photos as JSON) in job ``job``."""
+        import hashlib
+
+        return hashlib.blake2b(f"{job}\0{shard}".encode(), digest_size=16).hexdigest()
+
+    def _filesystem(self) -> tuple[Any, str]:
+        """The filesystem of the marks (made once) and their folder in it."""
+        if self._fs is None:
+            self._fs = _filesystem_and_path(self.folder, self.storage_options)
+        return self._fs
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        """The mark ``name`` (None when absent or unreadable)."""
+        fs, root = self._filesystem()
+        try:
+            with fs.open_input_stream(f"{root}/{name}.json") as stream:
+                found = json.loads(stream.read())
+        except (OSError, ValueError):
+            return None
+        return found if isinstance(found, dict) else None
+
+    def put(self, name: str, record: dict[str, Any]) -> None:
+        """Leave the mark ``name`` (a local one appears whole: written aside, then renamed)."""
+        fs, root = self._filesystem()
+        data = json.dumps(record).encode()
+        if "://" in self.folder and not self.folder.startswith("file://"):
+            with fs.open_output_stream(f"{root}/{name}.json") as stream:  # a PUT: atomic
+                stream.write(data)
+            return
+        fs.create_dir(root, recursive=True)
+        partial = f"{root}/{name}.partial"
+        with fs.open_output_stream(partial) as stream:
+            stream.write(data)
+        fs.move(partial, f"{root}/{name}.json")
+
+    def delete(self, names: Sequence[str]) -> None:
+        """Remove these marks (absent ones are fine)."""
+        if not names:
+            return
+        fs, root = self._filesystem()
+        for name in names:
+            try:
+                fs.delete_file(f"{root}/{name}.json")
+            except (FileNotFoundError, OSError):
+                continue
+
+    def clear(self) -> None:
+        """Remove every mark of the job (its folder)."""
+        fs, root = self._filesystem()
+        try:
+            fs.delete_dir(root)
+        except (FileNotFoundError, OSError):
+            return
+
+
+def fragments_present(
+    path: str, fragments: Sequence[str], storage_options: dict[str, str] | None = None
+) -> bool:
+    """True when every data file of these uncommitted ``fragments`` of the table at ``path`` is
+    still there with its size (a clean-up may have removed files nothing referenced)."""
+    import pyarrow.fs as pafs
+
+    fs, root = _filesystem_and_path(path, storage_options)
+    wanted = {
+        f"{root}/data/{item['path']}": item.get("file_size_bytes")
+        for text in fragments
+        for item in json.loads(text).get("files", [])
+    }
+    try:
+        infos = fs.get_file_info(list(wanted))
+    except OSError:
+        return False
+    return all(
+        info.type == pafs.FileType.File and size in (None, info.size)
+        for info, size in zip(infos, wanted.values(), strict=True)
+    )
+
+
+def _filesystem_and_path(uri: str, storage_options: dict[str, str] | None) -> tuple[Any, str]:
+    """A ``pyarrow.fs`` filesystem for a local path or an object-store URI, and the path in it."""
+    import pyarrow.fs as pafs
+
+    if "://" in uri and not uri.startswith("file://"):
+        from pixsearch.db.objectstore import filesystem_and_path
+
+        return filesystem_and_path(uri, storage_options)
+    return pafs.LocalFileSystem(), uri.removeprefix("file://").rstrip("/")

@@ -37,7 +37,13 @@ from pixsearch.db.errors import (
     SchemaVersionError,
 )
 from pixsearch.db.errors import readable_error as readable_error
-from pixsearch.db.fragments import FragmentWriter, commit_fragments, overwrite_with_fragments
+from pixsearch.db.fragments import (
+    SHARD_MARKS,
+    FragmentWriter,
+    ShardMarks,
+    commit_fragments,
+    overwrite_with_fragments,
+)
 from pixsearch.db.reader import TableReader
 from pixsearch.db.schema import (
     RESULT_COLUMNS,
@@ -490,6 +496,12 @@ class PhotoStore:
         if schema is None:
             raise self._no_table()
         return FragmentWriter(self._reader.path, schema, self.storage_options)
+
+    def shard_marks(self, job: str) -> ShardMarks:
+        """The done marks of job ``job``'s shards written into this table (see ShardMarks)."""
+        base = self.uri.rstrip("/") if not self.is_local else str(self.local_path)
+        folder = f"{base}/{SHARD_MARKS}/{self.table_name}/{job}"
+        return ShardMarks(folder, self.storage_options)
 
     def commit_fragments(self, fragments: Sequence[str], replaced_ids: Sequence[str] = ()) -> int:
         """Commit fragments written by :meth:`fragment_writer` (one version), deleting the rows

@@ -34,7 +34,10 @@ when no photo changed: a run killed before its ``optimize`` leaves them for the 
 Engines: ``local`` reads ahead in a thread pool and encodes shard after shard here; ``ray``
 runs :class:`ShardEncoder` in a pool of Ray actors fed shards as the plan makes them (a few
 per actor in flight), so each worker loads the ONNX bundle once; Ray is imported only then
-(``pixsearch[ray]``).
+(``pixsearch[ray]``). A Ray worker leaves a done mark per shard it wrote
+(:class:`pixsearch.db.fragments.ShardMarks`, named after the job and the shard's photos;
+shards never span plan chunks, so a rerun forms the same ones): a rerun after the driver died
+commits those fragments without reading their photos again.
 
 >>> import tempfile
 >>> from pixsearch.db.store import PhotoStore
@@ -62,7 +65,7 @@ import pyarrow as pa
 
 from pixsearch.db.environment import THREADS_ENV, environment, reload_environment
 from pixsearch.db.errors import InvalidInputError, MissingExtraError
-from pixsearch.db.fragments import FragmentWriter, copy_fragment
+from pixsearch.db.fragments import FragmentWriter, ShardMarks, copy_fragment, fragments_present
 from pixsearch.db.schema import table_info
 from pixsearch.db.snapshot import Snapshot, quote
 from pixsearch.db.store import PhotoStore, check_compatible
@@ -157,6 +160,10 @@ class ShardResult:
     """Uncommitted fragments holding the encoded rows (JSON metadata; see db.fragments)."""
     ids: list[str] = field(default_factory=list)
     """Ids of the encoded rows."""
+    mark: str | None = None
+    """The shard's done mark, when its worker left one (see db.fragments.ShardMarks)."""
+    from_mark: bool = False
+    """The fragments were written by an earlier, interrupted run: nothing was read now."""
 
 
 class ShardEncoder:
@@ -315,8 +322,10 @@ class _RayShardEncoder:
         threads: int,
         reusable: Container[str],
         writer: FragmentWriter,
+        marks: ShardMarks,
     ) -> None:
         os.environ.setdefault(THREADS_ENV, str(threads))  # before any session exists
+        self.writer, self.marks = writer, marks
         reload_environment()
         self.encoder = ShardEncoder(
             source=source,
@@ -326,9 +335,17 @@ class _RayShardEncoder:
             writer=writer,
         )
 
-    def encode(self, entries: str) -> dict[str, Any]:
+    def encode(self, entries: str, mark: str) -> dict[str, Any]:
+        """Encode one shard, unless its done mark is there (an earlier run of the job wrote
+        it and was stopped before committing it) with its data files: then that is the
+        result. A shard without failures leaves its mark (a rerun retries failed photos)."""
+        found = self.marks.get(mark)
+        if found is not None and fragments_present(
+            self.writer.path, found.get("fragments", []), self.writer.storage_options
+        ):
+            return {**found, "from_mark": True}
         result = self.encoder([PhotoEntry(**item) for item in json.loads(entries)])
-        return {
+        out = {
             "fragments": result.fragments,
             "ids": result.ids,
             "failed": result.failed,
@@ -338,6 +355,9 @@ class _RayShardEncoder:
                 for r in result.reused
             ],
         }
+        if not result.failed:
+            self.marks.put(mark, out)
+        return out
 
 
 def _require_ray() -> None:
@@ -361,11 +381,14 @@ def _encode_ray(
     cpus_per_worker: float,
     reusable: Container[str],
     writer: FragmentWriter,
+    marks: ShardMarks,
+    job: str,
 ) -> Iterator[ShardResult]:
     """A pool of ``workers`` Ray actors (each loads the bundle once), fed shards from the
     streamed plan, at most ``RAY_SHARDS_IN_FLIGHT`` per actor: the driver holds a few shards'
     entries, never the plan. An actor whose process dies is restarted by Ray and its shards
-    are retried (``max_restarts``, ``max_task_retries``). Results come as shards finish."""
+    are retried (``max_restarts``, ``max_task_retries``). Results come as shards finish.
+    Each shard is named after ``job`` and its photos (its done mark: see ShardMarks)."""
     ray = _ray()
     if workers is None:
         workers = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus_per_worker, 1)))
@@ -380,11 +403,12 @@ def _encode_ray(
             max(1, int(cpus_per_worker)),
             reusable,
             writer,
+            marks,
         )
         for _ in range(workers)
     ]
     free = deque(actors * RAY_SHARDS_IN_FLIGHT)
-    running: dict[Any, Any] = {}
+    running: dict[Any, tuple[Any, str]] = {}
     pending = iter(shards)
     try:
         while True:
@@ -394,12 +418,14 @@ def _encode_ray(
                     break
                 encoder = free.popleft()
                 entries = json.dumps([asdict(entry) for entry in shard])
-                running[encoder.encode.remote(entries)] = encoder
+                mark = ShardMarks.name(job, entries)
+                running[encoder.encode.remote(entries, mark)] = (encoder, mark)
             if not running:
                 return
             finished, _ = ray.wait(list(running), num_returns=1)
             for ref in finished:
-                free.append(running.pop(ref))
+                encoder, mark = running.pop(ref)
+                free.append(encoder)
                 out = ray.get(ref)
                 yield ShardResult(
                     pa.table({}),
@@ -411,6 +437,8 @@ def _encode_ray(
                     ],
                     out["fragments"],
                     out["ids"],
+                    mark if not out["failed"] else None,
+                    bool(out.get("from_mark")),
                 )
     finally:
         for encoder in actors:
@@ -613,7 +641,7 @@ class _Job:
         )
         self._build_indexes(changed)
 
-    def _plan_in_place(self) -> Iterator[PhotoEntry]:
+    def _plan_in_place(self) -> Iterator[list[PhotoEntry]]:
         """The photos to encode, chunk after chunk of the listing (see :meth:`in_place`)."""
         assert self.snapshot is not None
         for chunk in self._chunks():
@@ -635,7 +663,7 @@ class _Job:
                 for row_id, row in stored.items():  # in the chunk's range, not listed
                     self._gone(row_id, row["path"], chunk.tree)
             self._notify()  # the chunk is planned: its photos are counted in the total
-            yield from todo
+            yield todo
 
     def _chunks(self) -> Iterator[_Chunk]:
         """The source's listing in chunks of at least ``PLAN_CHUNK`` photos (whole pieces of
@@ -748,7 +776,7 @@ class _Job:
         staging.drop()
         self.store.optimize()
 
-    def _plan_rebuild(self, old: Snapshot, staged: Snapshot) -> Iterator[PhotoEntry]:
+    def _plan_rebuild(self, old: Snapshot, staged: Snapshot) -> Iterator[list[PhotoEntry]]:
         """The photos to encode (see :meth:`_rebuild`); re-projections and the removal of
         stale staged rows are done on the way, chunk by chunk."""
         where = None
@@ -768,14 +796,14 @@ class _Job:
                     if state == "kept":
                         self.report.kept += 1
                     entries.append((row_id, _carried(row)))  # outside the listing: carried over
-                yield from self._stage(entries, olds, stageds, old)
+                yield self._stage(entries, olds, stageds, old)
             where = "NOT (" + " OR ".join(self.tree_filters) + ")" if self.tree_filters else None
         # rows outside the listed trees are carried over (every row without a source)
         for batch in old.batches(_PLAN_COLUMNS, where, _LOOKUP_IDS):
             olds = {row["id"]: row for row in batch.to_pylist()}
             stageds = {row["id"]: row for row in _by_ids(staged, list(olds), _PLAN_COLUMNS)}
             entries = [(row_id, _carried(row)) for row_id, row in olds.items()]
-            yield from self._stage(entries, olds, stageds, old)
+            yield self._stage(entries, olds, stageds, old)
         # staged rows outside the listed trees whose stored row is gone since
         for batch in staged.batches(["id"], where, _LOOKUP_IDS):
             ids = batch.column("id").to_pylist()
@@ -788,7 +816,7 @@ class _Job:
         olds: dict[str, dict[str, Any]],
         stageds: dict[str, dict[str, Any]],
         old: Snapshot,
-    ) -> Iterator[PhotoEntry]:
+    ) -> list[PhotoEntry]:
         """One chunk of a rebuild: photos staged already (unchanged since) are skipped, stale
         staged rows removed first, stored rows re-projected (same image encoder), the rest
         yielded to encode."""
@@ -816,7 +844,7 @@ class _Job:
         if reproject:
             self._reproject(reproject, old)
         self._notify()
-        yield from todo
+        return todo
 
     def _unstage(self, ids: list[str]) -> None:
         """Delete staged rows (one commit to the staging table)."""
@@ -863,18 +891,15 @@ class _Job:
             self.staging.commit_fragments(pending)
             self.report.commits += 1
 
-    def _shards(self, entries: Iterable[PhotoEntry]) -> Iterator[list[PhotoEntry]]:
-        """``entries`` in shards of ``shard_size``, as they come (counted in the report)."""
-        shard: list[PhotoEntry] = []
-        for entry in entries:
-            shard.append(entry)
-            if len(shard) == self.shard_size:
+    def _shards(self, chunks: Iterable[list[PhotoEntry]]) -> Iterator[list[PhotoEntry]]:
+        """Each chunk's photos to encode in shards of ``shard_size``, as they come (counted
+        in the report). A shard never spans chunks, so a rerun after a crash forms the same
+        shards from what is left of a chunk (whole shards were committed or not: the full
+        shards stay aligned, the short one stays last) and finds their done marks."""
+        for chunk in chunks:
+            for start in range(0, len(chunk), self.shard_size):
                 self.report.shards += 1
-                yield shard
-                shard = []
-        if shard:
-            self.report.shards += 1
-            yield shard
+                yield chunk[start : start + self.shard_size]
 
     def _encode_and_write(
         self,
@@ -891,6 +916,8 @@ class _Job:
         replace and those of photos found gone."""
         source = self.source or open_source(".", storage_options=self.store.storage_options)
         writer = target.fragment_writer()
+        marks = target.shard_marks(self.id)
+        marked: list[str] = []  # done marks of the shards whose fragments wait for a commit
         fragments: list[str] = []  # written by the workers, not committed yet
         rows: list[pa.Table] = []  # encoded here (local engine), not written yet
         reuse: list[PhotoRead] = []
@@ -908,6 +935,8 @@ class _Job:
                 fragments.extend(writer(pa.concat_tables(rows)))
                 rows.clear()
             deleted = self.replaced + self.gone if upsert else []
+            marks.delete(marked)  # first: a mark never names committed fragments
+            marked.clear()
             if fragments or deleted:
                 target.commit_fragments(fragments, deleted)
                 self.report.commits += 1
@@ -925,8 +954,17 @@ class _Job:
         shards = itertools.chain([first], pending)
         results: Iterable[ShardResult]
         if self.engine == "ray":
+            job = f"{self.id}/{target.table_name}"
             results = _encode_ray(
-                shards, source, self.bundle, self.workers, self.cpus_per_worker, reusable, writer
+                shards,
+                source,
+                self.bundle,
+                self.workers,
+                self.cpus_per_worker,
+                reusable,
+                writer,
+                marks,
+                job,
             )
         else:
             results = _encode_local(
@@ -935,6 +973,9 @@ class _Job:
         try:
             for result in results:
                 fragments.extend(result.fragments)
+                if result.mark is not None:
+                    marked.append(result.mark)
+                self.report.shards_reused += result.from_mark
                 if result.rows.num_rows:
                     rows.append(result.rows)
                 reuse.extend(result.reused)
@@ -953,6 +994,8 @@ class _Job:
             commit()  # keep what was encoded: a restart skips it
             raise
         commit()
+        if self.engine == "ray":
+            marks.clear()  # marks of shards not formed again (their photos changed since)
 
     def _count(self, row_id: str, moved_from: dict[str, Any] | None = None) -> None:
         """Count one new row: updated (its photo's row is stored: the commit replaces it),

@@ -119,6 +119,9 @@ class BatchReport(IndexReport):
     commits: int = 0
     resumed: int = 0
     """Photos already written by an earlier, interrupted run of the same job (skipped)."""
+    shards_reused: int = 0
+    """Shards whose fragments an earlier, interrupted run wrote but never committed: committed
+    now from their done marks, no photo of them read again (Ray engine)."""
     reprojected: int = 0
     """Rows made from stored features (same image encoder): no photo decoded."""
     swapped: bool = False
@@ -142,6 +145,7 @@ class BatchReport(IndexReport):
             shards=self.shards,
             commits=self.commits,
             resumed=self.resumed,
+            shards_reused=self.shards_reused,
             reprojected=self.reprojected,
             swapped=self.swapped,
         )

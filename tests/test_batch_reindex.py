@@ -459,6 +459,91 @@ def test_ray_job_survives_a_killed_worker(
     print(f"worker {pid} killed; the job completed in one run: {completed}")
 
 
+class ReadLoggingSource(PhotoSource):
+    """Appends the path of every photo a worker opens to ``log`` (one line each)."""
+
+    def __init__(self, uri: str, log: str, **kwargs: Any) -> None:
+        super().__init__(uri, **kwargs)
+        self.log = log
+
+    def open(self, path: str) -> tuple[BinaryIO, PhotoEntry]:
+        with open(self.log, "a") as handle:
+            handle.write(path + "\n")
+        return super().open(path)
+
+
+_KILLED_DRIVER = """
+import json, os, signal, sys
+from pixsearch.db.store import PhotoStore
+from pixsearch.indexer.batch import run_reindex
+from pixsearch.indexer.models import ModelBundle
+
+db, photos, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+
+def die(state):  # the driver dies (no Python clean-up) before its first commit
+    if state.encoded >= 48:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+store = PhotoStore(db, storage_options=options)
+run_reindex(store, ModelBundle.load(), photos, engine="ray", shard_size=16,
+            write_batch=1000, workers=2, status=die)
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_rerun_after_the_driver_died_commits_the_shards_workers_wrote_without_reading_them(
+    local_ray: Any,
+    s3: S3Server,  # noqa: F811
+    bucket: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The driver process is killed after Ray workers wrote 3+ shards' fragments and before any
+    commit: each such shard left a done mark (named after the job and its photos). The rerun
+    forms the same shards, commits those fragments without opening one of their photos, and
+    encodes only the rest; every photo ends up in the table once; the marks are gone."""
+    import json
+    import os
+    import subprocess
+
+    from pixsearch.indexer.models import ModelBundle
+
+    marks_prefix = "db/.pixsearch-shards/"  # <db>/.pixsearch-shards/<table>/<job id>/<name>.json
+    s3.put_photos(f"{bucket}/photos", 96)
+    db, photos = f"{bucket}/db", f"{bucket}/photos"
+    env = {**os.environ, **s3.env, "RAY_ADDRESS": local_ray.get_runtime_context().gcs_address}
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_DRIVER, db, photos, json.dumps(s3.options)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    store = PhotoStore(db, storage_options=s3.options)
+    assert store.count() == 0  # nothing committed
+    listed = s3.client.list_objects_v2(
+        Bucket=bucket.removeprefix("s3://"), Prefix=f"{marks_prefix}photos/"
+    )
+    assert len([o for o in listed.get("Contents", []) if o["Key"].endswith(".json")]) >= 3
+
+    log = tmp_path / "opened.txt"
+    log.touch()
+    source = ReadLoggingSource(photos, str(log), storage_options=s3.options)
+    report = run_reindex(
+        store, ModelBundle.load(), source, engine="ray", shard_size=16, write_batch=1000
+    )
+    opened = log.read_text().splitlines()
+    assert report.shards == 6 and report.shards_reused >= 3 and not report.failed
+    assert len(opened) == len(set(opened)) == 96 - 16 * report.shards_reused
+    assert report.added == 96
+    ids = store.scan(["id"]).column("id").to_pylist()
+    assert len(ids) == len(set(ids)) == 96
+    left = s3.client.list_objects_v2(Bucket=bucket.removeprefix("s3://"), Prefix=marks_prefix)
+    marks = [o["Key"] for o in left.get("Contents", []) if not o["Key"].endswith("/")]
+    assert not marks, "the job's marks outlived it"  # (pyarrow leaves a folder marker)
+
+
 class FailingPrefixSource(PhotoSource):
     """A source with a bug for the photos under one prefix: opening them raises RuntimeError."""
 
