@@ -24,8 +24,12 @@ One :class:`PhotoEntry` / :class:`Listing` pair serves local folders (here) and 
 
 from __future__ import annotations
 
+import contextlib
+import heapq
+import json
 import os
 import stat
+import tempfile
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -122,6 +126,11 @@ def caption_key(photo_path: str, names: set[str] | None = None) -> tuple[str | N
 
 PIECE_FILES = 1000
 """Photos per listing piece at most (a bigger folder comes in several pieces)."""
+FOLDER_SORT_BOUND = 100_000
+"""Entries of one folder sorted in memory at most (``scandir`` gives them unsorted; a walk is in
+path order). A bigger folder is read in runs of this many, each sorted and spilled to a
+temporary file (about 100 bytes per entry), then the runs are merged as the walk goes: one
+folder of millions of photos is never held whole."""
 
 
 def scan_photos(root: str | Path, *, include_hidden: bool = False) -> Listing:
@@ -182,34 +191,34 @@ class _Walker:
 
     def folder(self, folder: str, tree: str) -> Iterator[Listing]:
         """The photos under ``folder`` (canonical, in ``tree``), in path order."""
-        try:
-            with os.scandir(folder) as found:
-                entries = list(found)
-        except OSError as error:
-            self.current.skipped.append((folder, f"cannot read folder: {error.strerror or error}"))
-            self.current.incomplete.append(folder)
-            return
-        self.current.folders.append(folder)
-        names = {entry.name for entry in entries}
-        items = []  # (sort key, entry, is a folder): a folder sorts as "name/", as its photos do
-        for entry in entries:
-            if entry.name.startswith(".") and not self.include_hidden:
-                continue
+        with contextlib.ExitStack() as spill:  # a big folder's sorted runs, removed after
             try:
-                is_folder = entry.is_dir()  # follows links
-            except OSError:
-                is_folder = False
-            items.append((entry.name + os.sep if is_folder else entry.name, entry, is_folder))
-        items.sort(key=lambda item: item[0])
-        for _, entry, is_folder in items:
-            path = os.path.join(folder, entry.name)
+                items, names = _sorted_entries(folder, self.include_hidden, spill)
+            except OSError as error:
+                reason = f"cannot read folder: {error.strerror or error}"
+                self.current.skipped.append((folder, reason))
+                self.current.incomplete.append(folder)
+                return
+            self.current.folders.append(folder)
+            yield from self._items(folder, tree, items, names)
+
+    def _items(
+        self,
+        folder: str,
+        tree: str,
+        items: Iterator[tuple[str, str, bool]],
+        names: set[str] | None,
+    ) -> Iterator[Listing]:
+        """The photos of a folder's sorted entries, and those under its sub-folders."""
+        for _, name, is_folder in items:
+            path = os.path.join(folder, name)
             if not is_folder:
                 _consider(Path(path), self.current, names)
                 if len(self.current.files) >= self.piece:
                     yield self.current
                     self.current = Listing(root=tree)
                 continue
-            if not entry.is_symlink():
+            if not os.path.islink(path):
                 if path not in self.trees:  # a tree of its own already (reached by a link)
                     yield from self.folder(path, tree)
                 continue
@@ -223,6 +232,59 @@ class _Walker:
             else:
                 self.trees.add(target)
                 self.found.append(target)
+
+
+def _sorted_entries(
+    folder: str, include_hidden: bool, spill: contextlib.ExitStack, bound: int | None = None
+) -> tuple[Iterator[tuple[str, str, bool]], set[str] | None]:
+    """The entries of ``folder`` in path order as (sort key, name, is a folder), a folder
+    sorting as ``name/`` as its photos do, hidden ones skipped unless ``include_hidden``; and
+    the folder's names. A folder of more than ``bound`` entries is sorted in runs spilled to a
+    temporary folder (removed with ``spill``), and its names are not kept (None): see
+    ``FOLDER_SORT_BOUND``. Raises ``OSError`` when the folder cannot be read."""
+    bound = FOLDER_SORT_BOUND if bound is None else bound
+    run: list[tuple[str, str, bool]] = []
+    runs: list[str] = []
+    where = ""
+    names: set[str] | None = set()
+    with os.scandir(folder) as found:
+        for entry in found:
+            if names is not None:
+                names.add(entry.name)
+            if entry.name.startswith(".") and not include_hidden:
+                continue
+            try:
+                is_folder = entry.is_dir()  # follows links
+            except OSError:
+                is_folder = False
+            run.append((entry.name + os.sep if is_folder else entry.name, entry.name, is_folder))
+            if len(run) >= bound:
+                if not where:
+                    where = spill.enter_context(tempfile.TemporaryDirectory(prefix="pixsearch-"))
+                runs.append(_spill(run, where, len(runs)))
+                run, names = [], None
+    run.sort()
+    if not runs:
+        return iter(run), names
+    runs.append(_spill(run, where, len(runs)))
+    return heapq.merge(*(_read_run(path) for path in runs)), None
+
+
+def _spill(run: list[tuple[str, str, bool]], spill: str, number: int) -> str:
+    """Write ``run`` sorted to a file of ``spill`` (one JSON line per entry: any name)."""
+    run.sort()
+    path = os.path.join(spill, f"run-{number:06d}.jsonl")
+    with open(path, "w", encoding="ascii") as handle:
+        handle.writelines(json.dumps(item) + "\n" for item in run)
+    return path
+
+
+def _read_run(path: str) -> Iterator[tuple[str, str, bool]]:
+    """The entries of a spilled run, in order."""
+    with open(path, encoding="ascii") as handle:
+        for line in handle:
+            key, name, is_folder = json.loads(line)
+            yield key, name, is_folder
 
 
 def within_tree(path: str, tree: str, include_hidden: bool) -> bool:

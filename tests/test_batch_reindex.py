@@ -6,7 +6,11 @@ The Ray tests start a local Ray (``num_cpus=2``) and skip with a reason without 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -151,6 +155,73 @@ def test_the_plan_is_streamed_listing_chunk_by_chunk_never_whole(
     assert (upgrade.mode, upgrade.reprojected, upgrade.encoded) == ("rebuild", 275, 0)
     assert 0 < bounded.ahead <= 100 and upgrade.swapped
     assert store.count() == 275 and store.table_info().bundle_id == engine.bundle.id
+
+
+class CountedEntry:
+    """A ``DirEntry`` whose live copies are counted (see ``BoundedScandir``)."""
+
+    def __init__(self, entry: os.DirEntry[str], alive: weakref.WeakSet[Any]) -> None:
+        self._entry = entry
+        alive.add(self)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._entry, name)
+
+
+class BoundedScandir:
+    """``os.scandir`` whose entries stop the walk (AssertionError) when more than ``bound`` of
+    them are alive at once: a folder's listing held whole."""
+
+    def __init__(self, bound: int) -> None:
+        self.bound, self.most = bound, 0
+        self.alive: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.scandir = os.scandir
+
+    def __call__(self, folder: Any = ".") -> Any:
+        @contextlib.contextmanager
+        def entries() -> Iterator[Iterator[CountedEntry]]:
+            with self.scandir(folder) as found:
+                yield self._counted(found)
+
+        return entries()
+
+    def _counted(self, found: Iterator[os.DirEntry[str]]) -> Iterator[CountedEntry]:
+        for entry in found:
+            self.most = max(self.most, len(self.alive))
+            assert len(self.alive) <= self.bound, f"{len(self.alive)} entries of a folder held"
+            yield CountedEntry(entry, self.alive)
+
+
+def test_a_huge_folder_is_listed_in_sorted_runs_never_held_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One flat folder bigger than the in-memory sort bound (here 40 entries) is sorted in
+    spilled runs and merged: its entries are never all alive at once, the walk stays in path
+    order (names with a newline too), so the streamed plan adds, keeps and removes exactly."""
+    from pixsearch.indexer import batch, scan
+
+    monkeypatch.setattr(batch, "PLAN_CHUNK", 20)
+    monkeypatch.setattr(scan, "FOLDER_SORT_BOUND", 40, raising=False)
+    template = noise_image(tmp_path / "template.png", 1, size=(32, 24))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    names = [f"p{i:03d}.png" for i in range(150)] + ["a\nnewline.png", "Z.png"]
+    for name in names:
+        (photos / name).symlink_to(template)
+    listed = BoundedScandir(bound=60)
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "scandir", listed)
+        walked = [e.path for e in PhotoSource(str(photos)).list().files]
+    assert walked == sorted(str(photos / n) for n in names) and 0 < listed.most <= 60
+    store = PhotoStore(tmp_path / "db")
+    bundle = ImageSearch(tmp_path / "db").bundle
+    run_reindex(store, bundle, str(template))  # the one stored row the links copy
+    assert run_reindex(store, bundle, str(photos), shard_size=10, write_batch=20).added == 152
+    for gone in ("p007.png", "p099.png", "a\nnewline.png"):
+        (photos / gone).unlink()
+    again = run_reindex(store, bundle, str(photos), shard_size=10, write_batch=20)
+    assert (again.unchanged, again.removed, again.added, again.kept) == (149, 3, 0, 0)
+    assert store.count() == 150
 
 
 def test_resume_after_a_crash_encodes_only_what_is_missing(tmp_path: Path) -> None:
