@@ -61,3 +61,32 @@ def filesystem_and_path(uri: str, storage_options: dict[str, str] | None = None)
     if scheme in ("s3", "s3a"):
         return s3_filesystem(storage_options), rest.rstrip("/")
     return pafs.FileSystem.from_uri(uri)[0], rest.rstrip("/")
+
+
+def s3_client(storage_options: dict[str, str] | None = None) -> Any:
+    """A boto3 S3 client from the same ``storage_options`` (else the environment), for what
+    ``pyarrow.fs`` cannot do: a paginated listing. Raises ``ImportError`` without boto3
+    (``pip install "pixsearch[s3]"``)."""
+    import boto3
+
+    options = {k.lower(): v for k, v in (storage_options or {}).items()}
+
+    def option(argument: str) -> str | None:
+        return next((options[k] for k in _OPTION_KEYS[argument] if options.get(k)), None)
+
+    endpoint = option("endpoint_override") or os.environ.get("AWS_ENDPOINT_URL_S3") or ""
+    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL", "")
+    allow_http = str(options.get("allow_http", options.get("aws_allow_http", ""))).lower()
+    if endpoint and "://" not in endpoint:
+        endpoint = ("http://" if allow_http == "true" else "https://") + endpoint
+    region = (
+        option("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    )
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint or None,
+        region_name=region or None,
+        aws_access_key_id=option("access_key"),
+        aws_secret_access_key=option("secret_key"),
+        aws_session_token=option("session_token"),
+    )

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from pixsearch.db.errors import InvalidInputError
-from pixsearch.db.objectstore import s3_filesystem
+from pixsearch.db.objectstore import s3_client, s3_filesystem
 from pixsearch.indexer.preprocess import SUPPORTED_SUFFIXES
 from pixsearch.indexer.scan import (
     KNOWN_UNSUPPORTED_SUFFIXES,
@@ -45,6 +45,11 @@ from pixsearch.indexer.scan import (
 
 LIST_THREADS = 16
 """Sub-prefixes of an object-store source listed at a time."""
+LIST_PAGE = 1000
+"""Keys per listing request (S3's most)."""
+LIST_AHEAD_KEYS = 10_000
+"""Keys of each sub-prefix listed ahead by the listing threads (and items of the top level
+read ahead); the rest of a bigger sub-prefix is listed page by page as the walk reaches it."""
 SIDECAR_MAX_BYTES = 10_000
 """Only the first 10 kB of a sidecar caption are read."""
 
@@ -92,13 +97,14 @@ class PhotoSource:
         self.storage_options = dict(storage_options or {})
         self.include_hidden = include_hidden
         self._fs: Any = None
+        self._s3: Any = None
 
     def __repr__(self) -> str:
         return f"PhotoSource({self.uri!r})"
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_fs"] = None  # a filesystem handle is re-created on the other side
+        state["_fs"] = state["_s3"] = None  # handles are re-created on the other side
         return state
 
     # -- listing ----------------------------------------------------------------------------
@@ -125,11 +131,12 @@ class PhotoSource:
         yield from self._walk_remote(piece)
 
     def _walk_remote(self, piece: int) -> Iterator[Listing]:
-        """The prefix's top level, then each sub-prefix listed recursively, ``LIST_THREADS``
-        at a time ahead of the consumer (one listing request returns 1000 keys, so a big
-        bucket is listed many prefixes at a time), in path order. A sub-prefix that cannot be
-        listed is reported and marked incomplete (its rows are kept); the others are listed
-        all the same. Memory: the sub-prefixes listed ahead (one sub-prefix at most whole)."""
+        """The prefix's objects in path order (see :meth:`_objects`: sub-prefixes listed
+        ``LIST_THREADS`` at a time ahead, each streamed page by page past its first
+        ``LIST_AHEAD_KEYS``), with their caption objects (:meth:`_photos`). A sub-prefix that
+        cannot be listed is reported and marked incomplete (its rows are kept); the others are
+        listed all the same. Memory: the pages listed ahead, never one prefix whole (with
+        boto3; without it, ``pyarrow.fs`` lists each sub-prefix whole)."""
         import pyarrow.fs as pafs
 
         fs, root = self._filesystem_and_path(self.uri)
@@ -139,58 +146,26 @@ class PhotoSource:
             info = fs.get_file_info(root)
             if info.type == pafs.FileType.File:
                 current.single = True
-                self._add_files(current, [info], root)
-                yield current
-                return
-            if info.type != pafs.FileType.Directory:
+                objects: Iterator[_Object | _Event] = iter([_Object.of(info)])
+            elif info.type != pafs.FileType.Directory:
                 raise InvalidInputError(f"{self.uri} does not exist: give a prefix or object URI")
-            top = fs.get_file_info(pafs.FileSelector(root, recursive=False))
+            else:
+                objects = self._objects(root)
         except OSError as error:  # the store did not answer: nothing under it is known gone
             current.skipped.append((self.uri, f"cannot list: {error}"))
             current.incomplete.append(self.uri)
             yield current
             return
-        files = [i for i in top if i.type == pafs.FileType.File]
-        sizes = {i.path: (i.size, i.mtime_ns) for i in files}
-        prefixes = [i.path for i in top if i.type == pafs.FileType.Directory]
-        if not self.include_hidden:
-            prefixes = [p for p in prefixes if not posixpath.basename(p).startswith(".")]
-        # a prefix sorts as "name/", as the keys under it do
-        items = sorted(
-            [(posixpath.basename(i.path), i) for i in files]
-            + [(posixpath.basename(p) + "/", p) for p in prefixes],
-            key=lambda item: item[0],
-        )
-        with ThreadPoolExecutor(LIST_THREADS, thread_name_prefix="pixsearch-list") as pool:
-            ahead: deque[Future[list[Any] | OSError]] = deque()
-            upcoming = iter(p for _, p in items if isinstance(p, str))
-            for prefix in itertools.islice(upcoming, LIST_THREADS):
-                ahead.append(pool.submit(self._list_prefix, prefix))
-            for _, item in items:
-                if not isinstance(item, str):  # an object at the top
-                    self._add_files(current, [item], root, sizes)
-                else:
-                    found = ahead.popleft().result()
-                    following = next(upcoming, None)
-                    if following is not None:
-                        ahead.append(pool.submit(self._list_prefix, following))
-                    if isinstance(found, OSError):
-                        uri = f"{self.scheme}://{item}"
-                        current.skipped.append((uri, f"cannot list: {found}"))
-                        current.incomplete.append(uri)
-                        continue
-                    part = Listing()
-                    self._add_files(part, found, root)
-                    part.files.sort(key=lambda e: e.path)
-                    current.skipped += part.skipped
-                    for start in range(0, len(part.files), piece):
-                        current.files += part.files[start : start + piece]
-                        if len(current.files) >= piece:
-                            yield current
-                            current = Listing(root=tree)
-                if len(current.files) >= piece:
-                    yield current
-                    current = Listing(root=tree)
+        for item in self._photos(root, objects):
+            if isinstance(item, PhotoEntry):
+                current.files.append(item)
+            else:
+                current.skipped.append((item.uri, item.reason))
+                if item.incomplete:
+                    current.incomplete.append(item.uri)
+            if len(current.files) >= piece:
+                yield current
+                current = Listing(root=tree, single=current.single)
         yield current
 
     @property
@@ -198,54 +173,172 @@ class PhotoSource:
         """``s3``, ``gs``, ... (remote sources only)."""
         return self.uri.split("://", 1)[0]
 
-    def _list_prefix(self, prefix: str) -> list[Any] | OSError:
-        """Every object under ``prefix`` (recursive), or the error that stopped the listing."""
+    def _objects(self, root: str) -> Iterator[_Object | _Event]:
+        """Every object under ``root`` in path order: the top level's objects and those of its
+        sub-prefixes, which are listed ``LIST_THREADS`` at a time ahead of the consumer (one
+        request returns 1000 keys, so a big bucket is listed many prefixes at a time). The top
+        level is read ahead by at most ``LIST_AHEAD_KEYS`` items."""
+        top = self._level(root)
+        ahead: deque[tuple[_Object | _Event | str, Future[Any] | None]] = deque()
+        with ThreadPoolExecutor(LIST_THREADS, thread_name_prefix="pixsearch-list") as pool:
+            listing = 0
+
+            def fill() -> None:
+                nonlocal listing
+                while listing < LIST_THREADS and len(ahead) < LIST_AHEAD_KEYS:
+                    item = next(top, None)
+                    if item is None:
+                        return
+                    if not isinstance(item, str):
+                        ahead.append((item, None))
+                    elif self.include_hidden or not posixpath.basename(item).startswith("."):
+                        ahead.append((item, pool.submit(self._list_prefix, item)))
+                        listing += 1
+
+            fill()
+            while ahead:
+                item, future = ahead.popleft()
+                if future is None:
+                    yield item  # type: ignore[misc]
+                    fill()
+                    continue
+                found = future.result()
+                listing -= 1
+                fill()  # the next prefixes are listed while this one is consumed
+                if isinstance(found, OSError):
+                    yield _Event(f"{self.scheme}://{item}", f"cannot list: {found}", True)
+                else:
+                    yield from found
+
+    def _level(self, root: str) -> Iterator[_Object | _Event | str]:
+        """The objects and sub-prefixes (``bucket/key`` without a slash) at the top of
+        ``root``, in path order, page by page; a failure ends it as an incomplete event."""
+        try:
+            for page in self._pages(root, recursive=False):
+                yield from page
+        except OSError as error:
+            yield _Event(self.uri, f"cannot list: {error}", True)
+
+    def _list_prefix(self, prefix: str) -> Iterator[_Object | _Event] | OSError:
+        """The objects under ``prefix`` (recursive) in path order: its first
+        ``LIST_AHEAD_KEYS`` listed now (in a listing thread), the rest page by page as they
+        are consumed; or the error that stopped its first listing request."""
+        pages = self._pages(prefix, recursive=True)
+        first: list[_Object] = []
+        try:
+            for page in pages:
+                first += page  # type: ignore[arg-type]
+                if len(first) >= LIST_AHEAD_KEYS:
+                    break
+            else:
+                return iter(first)
+        except OSError as error:
+            return error
+        return itertools.chain(first, self._rest(prefix, pages))
+
+    def _rest(self, prefix: str, pages: Iterator[list[Any]]) -> Iterator[_Object | _Event]:
+        try:
+            for page in pages:
+                yield from page
+        except OSError as error:  # what was listed stands; the rest of the prefix is kept
+            yield _Event(f"{self.scheme}://{prefix}", f"cannot list: {error}", True)
+
+    def _pages(self, path: str, *, recursive: bool) -> Iterator[list[_Object | str]]:
+        """The objects under ``path`` (``bucket/key``), and without ``recursive`` its
+        sub-prefixes, one sorted page per listing request (``LIST_PAGE`` keys: S3's
+        ``ListObjectsV2`` gives keys in UTF-8 byte order, i.e. path order). Without boto3
+        (or on another store) one page: ``pyarrow.fs``'s listing, whole. Raises ``OSError``."""
+        client = self._client()
+        if client is None:
+            yield self._pyarrow_page(path, recursive=recursive)
+            return
+        bucket, _, key = path.partition("/")
+        request: dict[str, Any] = {"Bucket": bucket, "Prefix": f"{key}/" if key else ""}
+        if not recursive:
+            request["Delimiter"] = "/"
+        paginator = client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(**request, PaginationConfig={"PageSize": LIST_PAGE}):
+                items: list[_Object | str] = [
+                    _Object(f"{bucket}/{o['Key']}", int(o["Size"]), _ns(o["LastModified"]))
+                    for o in page.get("Contents", [])
+                    if not o["Key"].endswith("/")  # a folder marker
+                ]
+                items += [
+                    f"{bucket}/{p['Prefix'].rstrip('/')}" for p in page.get("CommonPrefixes", [])
+                ]
+                yield sorted(items, key=_path_order)
+        except Exception as error:  # botocore's errors are not OSErrors
+            if isinstance(error, OSError):
+                raise
+            raise OSError(f"{type(error).__name__}: {error}") from error
+
+    def _pyarrow_page(self, path: str, *, recursive: bool) -> list[_Object | str]:
         import pyarrow.fs as pafs
 
         fs, _ = self._filesystem_and_path(self.uri)
-        try:
-            infos = fs.get_file_info(pafs.FileSelector(prefix, recursive=True))
-        except OSError as error:
-            return error
-        return [i for i in infos if i.type == pafs.FileType.File]
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=recursive))
+        items: list[_Object | str] = [_Object.of(i) for i in infos if i.type == pafs.FileType.File]
+        if not recursive:
+            items += [i.path for i in infos if i.type == pafs.FileType.Directory]
+        return sorted(items, key=_path_order)
 
-    def _add_files(
-        self,
-        listing: Listing,
-        infos: list[Any],
-        root: str,
-        sizes: dict[str, tuple[int, int]] | None = None,
-    ) -> None:
-        """The supported photos among one prefix's objects (``infos``: files only), with the
-        fingerprint of their caption objects (which lie in the same prefix: ``sizes``, by
-        default ``infos``'s own)."""
-        if sizes is None:
-            sizes = {i.path: (i.size, i.mtime_ns) for i in infos}
-        for item in infos:
+    def _client(self) -> Any | None:
+        """A boto3 client for an ``s3://`` source (made once), None without boto3."""
+        if self.scheme not in ("s3", "s3a"):
+            return None
+        if self._s3 is None:
+            try:
+                self._s3 = s3_client(self.storage_options)
+            except ImportError:
+                self._s3 = False
+        return self._s3 or None
+
+    def _photos(
+        self, root: str, objects: Iterator[_Object | _Event]
+    ) -> Iterator[PhotoEntry | _Event]:
+        """The supported photos among ``objects`` (in path order), each with the fingerprint
+        of its caption objects (``NAME.EXT.txt``, ``NAME.txt``), in path order; unsupported
+        formats as skipped events. A photo's caption objects share its prefix ``NAME.``, and
+        the keys with one prefix are contiguous in path order: a photo waits until the walk
+        has passed that prefix (a few keys), caption objects are kept while a photo to come
+        may still be theirs."""
+        pending: deque[_Object] = deque()
+        captions: dict[str, tuple[int, int]] = {}
+        for item in objects:
+            if isinstance(item, _Event):
+                yield item
+                continue
             relative = item.path[len(root) :].lstrip("/")
             if not self.include_hidden and any(p.startswith(".") for p in relative.split("/")):
                 continue
-            uri = f"{self.scheme}://{item.path}"
+            while pending and not item.path.startswith(_block(pending[0].path)):
+                yield self._entry(pending.popleft(), captions)
+            while captions and not _may_caption(next(iter(captions)), item.path):
+                del captions[next(iter(captions))]
             suffix = posixpath.splitext(item.path)[1].lower()
-            if suffix in KNOWN_UNSUPPORTED_SUFFIXES:
-                listing.skipped.append((uri, f"unsupported format {suffix}"))
-                continue
-            if suffix not in SUPPORTED_SUFFIXES:
-                continue
-            found = [c for c in caption_candidates(item.path) if c in sizes]
-            key = ";".join(
-                f"{c[len(posixpath.splitext(item.path)[0]) :]}:{sizes[c][0]}:{sizes[c][1] or 0}"
-                for c in found
-            )
-            listing.files.append(
-                PhotoEntry(
-                    uri,
-                    int(item.size or 0),
-                    int(item.mtime_ns or 0),
-                    sidecar=f"{self.scheme}://{found[0]}" if found else None,
-                    caption_key=key,
-                )
-            )
+            if suffix == ".txt":
+                captions[item.path] = (item.size, item.mtime_ns)
+            elif suffix in KNOWN_UNSUPPORTED_SUFFIXES:
+                uri = f"{self.scheme}://{item.path}"
+                yield _Event(uri, f"unsupported format {suffix}", False)
+            elif suffix in SUPPORTED_SUFFIXES:
+                pending.append(item)
+        while pending:
+            yield self._entry(pending.popleft(), captions)
+
+    def _entry(self, photo: _Object, captions: dict[str, tuple[int, int]]) -> PhotoEntry:
+        """The entry of a photo object, with the fingerprint of its caption objects."""
+        found = [c for c in caption_candidates(photo.path) if c in captions]
+        stem = posixpath.splitext(photo.path)[0]
+        key = ";".join(f"{c[len(stem) :]}:{captions[c][0]}:{captions[c][1] or 0}" for c in found)
+        return PhotoEntry(
+            f"{self.scheme}://{photo.path}",
+            photo.size,
+            photo.mtime_ns,
+            sidecar=f"{self.scheme}://{found[0]}" if found else None,
+            caption_key=key,
+        )
 
     def contains(self, path: str) -> bool:
         """True when ``path`` lies under this source's root (it would be listed if present).
@@ -336,6 +429,65 @@ class PhotoSource:
                 fs = pafs.FileSystem.from_uri(uri)[0]
             self._fs = (scheme, fs)
         return self._fs[1], rest.rstrip("/")
+
+
+@dataclass(frozen=True)
+class _Object:
+    """One listed object: its ``bucket/key`` path, size and mtime."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+    @staticmethod
+    def of(info: Any) -> _Object:
+        """From a ``pyarrow.fs.FileInfo``."""
+        return _Object(info.path, int(info.size or 0), int(info.mtime_ns or 0))
+
+
+@dataclass(frozen=True)
+class _Event:
+    """Something a listing passed over (``uri``, ``reason``); ``incomplete``: a prefix that
+    could not be listed (wholly or from some key on: nothing under it is known gone)."""
+
+    uri: str
+    reason: str
+    incomplete: bool
+
+
+def _path_order(item: _Object | str) -> str:
+    """The key an object or a sub-prefix sorts by: a prefix as ``name/``, as its keys do."""
+    return item.path if isinstance(item, _Object) else item + "/"
+
+
+def _block(path: str) -> str:
+    """The prefix every caption object of the photo at ``path`` shares with it (``NAME.``).
+
+    >>> _block("b/p/cat.jpg"), caption_candidates("b/p/cat.jpg")
+    ('b/p/cat.', ('b/p/cat.jpg.txt', 'b/p/cat.txt'))
+    """
+    return posixpath.splitext(path)[0] + "."
+
+
+def _may_caption(caption: str, following: str) -> bool:
+    """True when a photo at or after ``following`` (in path order) may have ``caption`` as a
+    caption object: they share the caption's prefix up to the first dot of its name.
+
+    >>> _may_caption("p/cat.txt", "p/cat.webp"), _may_caption("p/cat.txt", "p/dog.jpg")
+    (True, False)
+    """
+    name_start = caption.rfind("/") + 1
+    dot = caption.find(".", name_start)
+    return dot >= 0 and following.startswith(caption[: dot + 1])
+
+
+def _ns(moment: Any) -> int:
+    """A listing's ``LastModified`` (an aware datetime) in nanoseconds, to the millisecond as
+    ``pyarrow.fs`` gives it (rows stored from either listing compare equal)."""
+    import calendar
+
+    seconds = calendar.timegm(moment.utctimetuple())
+    return seconds * 1_000_000_000 + (moment.microsecond // 1000) * 1_000_000
 
 
 def open_source(

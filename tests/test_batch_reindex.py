@@ -729,6 +729,89 @@ def test_s3_prefixes_are_listed_apart_and_one_that_fails_keeps_its_rows(
     assert store.count() == 10
 
 
+class PagedListingSource(PhotoSource):
+    """An object-store source that counts the keys its listing requests returned, and stops the
+    job (AssertionError) when they run more than ``bound`` keys ahead of the committed rows."""
+
+    def __init__(self, uri: str, store: PhotoStore, bound: int, **kwargs: Any) -> None:
+        super().__init__(uri, **kwargs)
+        self.store, self.bound, self.listed, self.ahead = store, bound, 0, 0
+
+    def walk(self, piece: int = 10) -> Any:
+        return super().walk(piece=min(piece, 10))  # pieces of 10 photos: chunks of 20
+
+    def _pages(self, path: str, *, recursive: bool) -> Any:
+        for page in super()._pages(path, recursive=recursive):
+            committed = self.store.count() if self.store.table_info() else 0
+            self.listed += len(page)
+            self.ahead = max(self.ahead, self.listed - committed)
+            assert self.listed - committed <= self.bound, f"{self.listed} listed, {committed} in"
+            yield page
+
+
+class WholeListingSource(PhotoSource):
+    """The same source listed through ``pyarrow.fs`` (no paginated client)."""
+
+    def _client(self) -> Any:
+        return None
+
+
+def test_a_huge_s3_prefix_is_listed_page_by_page_with_its_captions(
+    s3: S3Server,  # noqa: F811
+    bucket: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One sub-prefix of 200 photos (copies of one: rows copied, none decoded) and caption
+    objects, listed 7 keys per request, 20 ahead: the listing never runs more than 100 keys
+    ahead of the commits, yet each photo gets its caption objects (also across pages: before
+    the photo or after it), as the whole listing gives them; edits and removals are exact."""
+    from test_object_store import jpeg_bytes
+
+    from pixsearch.indexer import batch, sources
+    from pixsearch.indexer.models import ModelBundle
+
+    monkeypatch.setattr(sources, "LIST_PAGE", 7, raising=False)
+    monkeypatch.setattr(sources, "LIST_AHEAD_KEYS", 20, raising=False)
+    monkeypatch.setattr(batch, "PLAN_CHUNK", 20)
+    photo = jpeg_bytes(5)
+    s3.put(f"{bucket}/template/t.jpg", photo)
+    for i in range(200):
+        s3.put(f"{bucket}/photos/big/p{i:03d}.jpg", photo)
+    s3.put(f"{bucket}/photos/big/p005.jpg.txt", b"a red kite")
+    s3.put(f"{bucket}/photos/big/p050.txt", b"a harbour at night")
+    s3.put(f"{bucket}/photos/big/p120.webp", photo)  # its caption p120.txt comes before it
+    s3.put(f"{bucket}/photos/big/p120.txt", b"a webp photo")
+    s3.put(f"{bucket}/photos/big/p130.heic", b"x")
+    s3.put(f"{bucket}/photos/top.jpg", photo)
+    uri = f"{bucket}/photos"
+    whole = WholeListingSource(uri, storage_options=s3.options).list()
+    store = PhotoStore(f"{bucket}/db", storage_options=s3.options)
+    bundle = ModelBundle.load()
+    run_reindex(store, bundle, f"{bucket}/template")  # the stored row the copies reuse
+    paged = PagedListingSource(uri, store, bound=10**6, storage_options=s3.options)
+    assert paged.list().files == whole.files and len(whole.files) == 202  # same entries
+    assert paged.listed > 100  # it listed pages (more keys than it may hold ahead)
+    paged.listed, paged.ahead, paged.bound = 0, 0, 100
+    report = run_reindex(store, bundle, paged, shard_size=10, write_batch=20)
+    assert (report.added, report.reused, report.encoded, report.failed) == (202, 202, 0, [])
+    assert 0 < paged.ahead <= 100
+    captions = {
+        row["path"].rsplit("/", 1)[1]: row["caption"]
+        for row in store.scan(["path", "caption"]).to_pylist()
+    }
+    assert (captions["p005.jpg"], captions["p050.jpg"], captions["p120.webp"]) == (
+        "a red kite",
+        "a harbour at night",
+        "a webp photo",
+    )
+    s3.put(f"{bucket}/photos/big/p050.txt", b"a harbour at dawn")  # an edited caption
+    s3.client.delete_object(Bucket=bucket.removeprefix("s3://"), Key="photos/big/p100.jpg")
+    paged.listed = 0
+    again = run_reindex(store, bundle, paged, shard_size=10, write_batch=20)
+    assert (again.unchanged, again.updated, again.removed, again.added) == (200, 1, 1, 0)
+    assert store.count() == 202
+
+
 def test_the_s3_writer_lease_is_refused_while_held_and_taken_from_the_dead_or_expired(
     s3: S3Server,  # noqa: F811
     bucket: str,  # noqa: F811
