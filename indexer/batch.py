@@ -994,8 +994,7 @@ class _Job:
             commit()  # keep what was encoded: a restart skips it
             raise
         commit()
-        if self.engine == "ray":
-            marks.clear()  # marks of shards not formed again (their photos changed since)
+        marks.clear()  # marks of shards not formed again (their photos changed since)
 
     def _count(self, row_id: str, moved_from: dict[str, Any] | None = None) -> None:
         """Count one new row: updated (its photo's row is stored: the commit replaces it),
