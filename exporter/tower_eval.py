@@ -65,7 +65,9 @@ def prepare(
     from pixsearch.exporter.features import sha256_file
     from pixsearch.exporter.space_data import Bridge, load_corpus, read_manifest, split_photos
 
-    corpus = load_corpus(data_dir, bundle, cache_dir=cache_dir, flip=False, log=log)
+    corpus = load_corpus(
+        data_dir, bundle, cache_dir=cache_dir, flip=False, text_views=True, log=log
+    )
     bridge = Bridge.from_bundle(bundle)
     space_train, space_val = split_photos(len(corpus.images), n_val, seed)
     labels = load_photo_labels(data_dir)

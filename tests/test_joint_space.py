@@ -77,7 +77,14 @@ def trained():  # type: ignore[no-untyped-def]
     corpus, bridge = synthetic_corpus()
     train, val = split_photos(len(corpus.images), 60, seed=0)
     cfg = JointConfig(
-        dim=16, image_hidden=32, text_hidden=32, batch_photos=64, epochs=12, mix=0.8, seed=0
+        dim=16,
+        image_hidden=32,
+        text_hidden=32,
+        batch_photos=64,
+        epochs=12,
+        mix=0.8,
+        seed=0,
+        text_augment=0.0,  # one text encoder here
     )
     return corpus, bridge, train, val, train_joint(corpus, train, bridge, cfg)
 
@@ -192,6 +199,7 @@ def test_augmented_views_change_what_training_sees() -> None:
     corpus.view_features = [np.maximum(noisy, 0).astype(np.float32)]
     train, val = split_photos(len(corpus.images), 60, seed=0)
     small = dict(dim=16, image_hidden=32, text_hidden=32, batch_photos=64, epochs=12, seed=0)
+    small["text_augment"] = 0.0
     plain = train_joint(corpus, train, bridge, JointConfig(**small, augment=0.0))
     augmented = train_joint(corpus, train, bridge, JointConfig(**small, augment=0.5))
     a = augmented.joint_image(corpus.features[val[:5]])
@@ -232,7 +240,7 @@ def test_text_views_teach_the_text_tower_a_second_encoder() -> None:
     corpus.text_view_features = [other]
     train, val = split_photos(len(corpus.images), 60, seed=0)
     small = dict(dim=16, image_hidden=32, text_hidden=32, batch_photos=64, epochs=30, seed=0)
-    plain = train_joint(corpus, train, bridge, JointConfig(**small))
+    plain = train_joint(corpus, train, bridge, JointConfig(**small, text_augment=0.0))
     both = train_joint(corpus, train, bridge, JointConfig(**small, text_augment=0.5))
     asked_other = replace(corpus, text_features=other)
     plain_other = evaluate(plain, asked_other, val, mix=1.0)["R@10"]  # 13 here, chance 17

@@ -372,7 +372,7 @@ def test_search_while_index_writes_always_answers(many_photos, tmp_path) -> None
     answers = []
     try:
         while writer.poll() is None:
-            response = reader.search("random noise", k=5)
+            response = reader.search("random noise", k=5, policy="none")
             answers.append(len(response))
             counts = reader.store.count()
             assert counts >= 1
@@ -381,7 +381,7 @@ def test_search_while_index_writes_always_answers(many_photos, tmp_path) -> None
     assert writer.returncode == 0
     assert answers and all(n >= 1 for n in answers)
     assert reader.store.count() == 161
-    assert len(reader.search("random noise", k=5)) == 5
+    assert len(reader.search("random noise", k=5, policy="none")) == 5
 
 
 def test_second_index_run_fails_clearly_while_first_runs(many_photos, tmp_path) -> None:
@@ -455,7 +455,7 @@ def test_disk_full_is_a_clear_error_and_the_table_survives(many_photos, tmp_path
             engine.index(many_photos, remove_missing=False)
         survivor = ImageSearch(db)
         assert survivor.store.count() >= 1
-        assert len(survivor.search("noise", k=1)) == 1
+        assert len(survivor.search("noise", k=1, policy="none")) == 1
 
 
 def test_read_only_database_is_a_clear_error(tmp_path) -> None:
@@ -472,7 +472,7 @@ def test_read_only_database_is_a_clear_error(tmp_path) -> None:
             ImageSearch(disk / "db").index(photos)
         reader = ImageSearch(disk / "db")
         assert reader.store.version() == before and reader.store.count() == 1
-        assert len(reader.search("noise", k=1)) == 1
+        assert len(reader.search("noise", k=1, policy="none")) == 1
 
 
 # -- hostile queries -----------------------------------------------------------------------------
@@ -488,6 +488,8 @@ def test_invalid_utf8_query_from_the_shell(tmp_path) -> None:
             b"a \xff\xfe cat \x1b[31m",
             b"--db",
             str(tmp_path / "db").encode(),
+            b"--policy",
+            b"none",  # noise photos: the query's handling is under test, not the policy
             b"--json",
         ],
         capture_output=True,
