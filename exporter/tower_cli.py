@@ -38,6 +38,13 @@ BundleOption = Annotated[
 ]
 SeedOption = Annotated[int, typer.Option(help="seed of the splits and the training")]
 EpochsOption = Annotated[int | None, typer.Option(help="fine-tuning epochs [default: 8]")]
+WiseOption = Annotated[
+    float | None,
+    typer.Option(
+        help="WiSE-FT: ship alpha * fine-tuned + (1 - alpha) * ImageNet weights "
+        "[default: the shipped setting]"
+    ),
+]
 CacheOption = Annotated[
     Path | None,
     typer.Option(help="feature and activation cache (default ~/.cache/pixsearch/features)"),
@@ -48,7 +55,14 @@ def _log(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _fine_tune(data: Path, bundle: Path | None, seed: int, epochs: int | None, cache: Any) -> None:
+def _fine_tune(
+    data: Path,
+    bundle: Path | None,
+    seed: int,
+    epochs: int | None,
+    cache: Any,
+    wise_alpha: float | None = None,
+) -> None:
     from pixsearch.exporter.workflow_cli import require_train_extra
 
     require_data_folder(data)
@@ -59,6 +73,8 @@ def _fine_tune(data: Path, bundle: Path | None, seed: int, epochs: int | None, c
     config = TowerConfig(seed=seed)
     if epochs is not None:
         config.epochs = epochs
+    if wise_alpha is not None:
+        config.wise_alpha = wise_alpha
     run_train_tower(data, bundle_dir=bundle, cache_dir=cache, config=config, log=_log)
 
 
@@ -67,11 +83,12 @@ def train_tower(
     bundle: BundleOption = None,
     seed: SeedOption = 42,
     epochs: EpochsOption = None,
+    wise_alpha: WiseOption = None,
     cache_dir: CacheOption = None,
 ) -> None:
     """Fine-tune the image encoder's last blocks and install it (then run train-space and
     train-policy, or use retrain, which runs all three)."""
-    _fine_tune(data, bundle, seed, epochs, cache_dir)
+    _fine_tune(data, bundle, seed, epochs, cache_dir, wise_alpha)
 
 
 def retrain(
@@ -82,13 +99,14 @@ def retrain(
     ] = Path("retrain-report"),
     seed: SeedOption = 42,
     epochs: EpochsOption = None,
+    wise_alpha: WiseOption = None,
     cache_dir: CacheOption = None,
 ) -> None:
     """Rebuild every learned part that reads photos: image tower, joint space, child classifier."""
     from pixsearch.exporter.policy_cli import train_policy
     from pixsearch.exporter.space_cli import train_space
 
-    _fine_tune(data, bundle, seed, epochs, cache_dir)
+    _fine_tune(data, bundle, seed, epochs, cache_dir, wise_alpha)
     train_space(data, bundle=bundle, out=out / "space", seed=seed, cache_dir=cache_dir)
     train_policy(
         data, bundle=bundle, out=out / "policy", seed=seed, cache_dir=cache_dir, only="photos"

@@ -58,6 +58,9 @@ class TowerConfig:
     hidden: int = 1024
     dropout: float = 0.2
     temperature: float = 0.05
+    wise_alpha: float = 1.0
+    """WiSE-FT: the shipped tail weights are ``alpha * fine-tuned + (1 - alpha) * ImageNet``
+    (1 = the fine-tuned weights as trained)."""
     seed: int = 42
     threads: int = 2
 
@@ -176,6 +179,7 @@ def train_tower(
         fc_b = torch.from_numpy(data.fc_bias.astype(np.float32))
         heads = [*image_tower.parameters(), *text_tower.parameters(), *child_head.parameters()]
         tail_params = [p for p in tail.parameters() if p.requires_grad]
+        imagenet = [p.detach().clone() for p in tail_params]
         optimiser = torch.optim.AdamW(
             [
                 {"params": tail_params, "lr": cfg.lr_tail, "weight_decay": cfg.weight_decay},
@@ -263,6 +267,11 @@ def train_tower(
             history.append(entry)
             log(f"epoch {epoch}: {entry}")
         tail.eval()
+        if cfg.wise_alpha != 1.0:
+            with torch.no_grad():
+                for param, start in zip(tail_params, imagenet, strict=True):
+                    param.mul_(cfg.wise_alpha).add_(start, alpha=1.0 - cfg.wise_alpha)
+            log(f"weights interpolated with ImageNet's: alpha {cfg.wise_alpha}")
         prefix = {id(m): name for name, m in net.named_modules()}
         state: dict[str, Any] = {}
         for module in [*tail.blocks, tail.conv_head, tail.bn1]:

@@ -56,3 +56,43 @@ def test_train_tower_and_retrain_on_a_folder_without_data_exit_2(tmp_path, comma
     result = CliRunner().invoke(app, [command, str(tmp_path)])
     assert result.exit_code == 2, result.output
     assert "flickr8k/manifest.csv" in result.stderr and "Traceback" not in result.stderr
+
+
+def _tiny_tower_data(net, torch):  # type: ignore[no-untyped-def]
+    """16 photos of real trunk activations (random pixels through the real trunk), 2 captions
+    each, half labelled as showing a child."""
+    from pixsearch.exporter.tower_data import ViewActivations, trunk_module
+    from pixsearch.exporter.tower_train import TowerData
+
+    rng = np.random.default_rng(0)
+    pixels = torch.from_numpy(rng.integers(0, 256, (16, 224, 224, 3), dtype=np.uint8))
+    with torch.inference_mode():
+        activations, features = trunk_module(net)(pixels)
+    text = rng.normal(size=(32, 384)).astype(np.float32)
+    fc = net._fc
+    return TowerData(
+        views=[ViewActivations("photo", activations.numpy(), features.numpy())],
+        caption_image=np.repeat(np.arange(16), 2),
+        text_features=text / np.linalg.norm(text, axis=1, keepdims=True),
+        train_photos=np.arange(16),
+        child_labels=np.tile([0, 1], 8),
+        fc_weight=fc.weight.detach().numpy(),
+        fc_bias=fc.bias.detach().numpy(),
+    )
+
+
+def test_wise_alpha_interpolates_the_tail_between_imagenet_and_fine_tuned(torch) -> None:
+    from pixsearch.exporter import _sources as sources
+    from pixsearch.exporter.tower_train import TowerConfig, train_tower
+
+    imagenet = sources.load_image_model().state_dict()
+    data = _tiny_tower_data(sources.load_image_model(), torch)
+    small = dict(epochs=1, batch_photos=8, hidden=32, dim=16, threads=1)
+    tuned = train_tower(sources.load_image_model(), data, TowerConfig(**small)).state
+    half = train_tower(sources.load_image_model(), data, TowerConfig(**small, wise_alpha=0.5)).state
+    name = "_blocks.14._expand_conv.weight"
+    assert not torch.allclose(tuned[name], imagenet[name], atol=1e-6)  # training moved it
+    for key, value in half.items():
+        if value.is_floating_point() and "running" not in key:
+            expected = 0.5 * tuned[key] + 0.5 * imagenet[key]
+            torch.testing.assert_close(value, expected, atol=1e-6, rtol=1e-5, msg=key)
