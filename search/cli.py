@@ -584,6 +584,7 @@ def demo(
     ] = None,
 ) -> None:
     """Index scikit-image's sample photos and run a few example searches (offline)."""
+    from pixsearch.db.errors import BundleMismatchError
     from pixsearch.search.demo import DEMO_QUERIES, prepare_demo_photos
     from pixsearch.search.locations import data_home
 
@@ -591,7 +592,15 @@ def demo(
     # The demo shows ranking, so it searches without the content policy; the line at the
     # end says what the default `strict` profile would hide of these photos.
     engine = _engine(db or str(data_home() / "demo" / "db"), "none")
-    report = engine.index(photos)
+    try:
+        report = engine.index(photos)
+    except BundleMismatchError:
+        if db is not None:  # the user's own database: re-encoding it is their call
+            raise
+        # the demo's own database, made by an older pixsearch: bring it up to date
+        emit("the demo database was made with another model bundle: re-encoding it")
+        engine.reindex()
+        report = engine.index(photos)
     emit(f"indexed {photos}: {report.summary()}")
     emit(f"database: {engine.uri}\n")
     for query, _expected in DEMO_QUERIES:
