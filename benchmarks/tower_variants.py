@@ -67,7 +67,12 @@ def main() -> None:
 
     from pixsearch.exporter import _sources as sources
     from pixsearch.exporter.tower_eval import VIEWS, measure_features, prepare
-    from pixsearch.exporter.tower_train import TowerConfig, tail_features, train_tower
+    from pixsearch.exporter.tower_train import (
+        TowerConfig,
+        tail_features,
+        train_tower,
+        wise_interpolation,
+    )
     from pixsearch.indexer.models import ModelBundle
 
     def log(message: str) -> None:
@@ -112,12 +117,7 @@ def main() -> None:
             tuned = {k: v.detach().clone() for k, v in net.state_dict().items()}
             record["wise"] = {}
             for alpha in (float(a) for a in args.wise.split(",")):
-                net.load_state_dict(
-                    {
-                        k: (1 - alpha) * imagenet[k] + alpha * v if v.is_floating_point() else v
-                        for k, v in tuned.items()
-                    }
-                )
+                net.load_state_dict(wise_interpolation(tuned, imagenet, alpha))
                 log(f"WiSE-FT alpha {alpha}")
                 record["wise"][str(alpha)] = measure_features(
                     prepared,

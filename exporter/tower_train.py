@@ -179,7 +179,7 @@ def train_tower(
         fc_b = torch.from_numpy(data.fc_bias.astype(np.float32))
         heads = [*image_tower.parameters(), *text_tower.parameters(), *child_head.parameters()]
         tail_params = [p for p in tail.parameters() if p.requires_grad]
-        imagenet = [p.detach().clone() for p in tail_params]
+        imagenet = {k: v.detach().clone() for k, v in net.state_dict().items()}
         optimiser = torch.optim.AdamW(
             [
                 {"params": tail_params, "lr": cfg.lr_tail, "weight_decay": cfg.weight_decay},
@@ -268,9 +268,7 @@ def train_tower(
             log(f"epoch {epoch}: {entry}")
         tail.eval()
         if cfg.wise_alpha != 1.0:
-            with torch.no_grad():
-                for param, start in zip(tail_params, imagenet, strict=True):
-                    param.mul_(cfg.wise_alpha).add_(start, alpha=1.0 - cfg.wise_alpha)
+            net.load_state_dict(wise_interpolation(net.state_dict(), imagenet, cfg.wise_alpha))
             log(f"weights interpolated with ImageNet's: alpha {cfg.wise_alpha}")
         prefix = {id(m): name for name, m in net.named_modules()}
         state: dict[str, Any] = {}
@@ -282,6 +280,23 @@ def train_tower(
         text_tower.eval()
         towers = {"image": image_tower, "text": text_tower, "mu": mu, "sd": sd, "child": child_head}
     return TrainedTower(state, cfg, history, round(time.perf_counter() - started, 1), towers)
+
+
+def wise_interpolation(
+    tuned: dict[str, Any], start: dict[str, Any], alpha: float
+) -> dict[str, Any]:
+    """WiSE-FT: ``alpha * tuned + (1 - alpha) * start`` for every floating-point tensor of two
+    state dicts of one model (integer buffers are taken from ``tuned``).
+
+    >>> import torch
+    >>> out = wise_interpolation({"w": torch.ones(2)}, {"w": torch.zeros(2)}, 0.25)
+    >>> out["w"].tolist()
+    [0.25, 0.25]
+    """
+    return {
+        key: alpha * value + (1.0 - alpha) * start[key] if value.is_floating_point() else value
+        for key, value in tuned.items()
+    }
 
 
 def tail_features(net: Any, activations: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
