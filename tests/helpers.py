@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -42,3 +43,20 @@ def noise_image(path: Path, seed: int, size: tuple[int, int] = (64, 48)) -> Path
     pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
     Image.fromarray(pixels).save(path)
     return path
+
+
+def make_old_bundle_table(engine: Any, *, same_encoder: bool = False) -> int:
+    """Pretend ``engine``'s database was built by an older model bundle (as an older pixsearch
+    leaves it); returns its row count."""
+    from pixsearch.db.schema import photo_schema
+    from pixsearch.indexer.rows import feature_source
+
+    old = photo_schema(
+        vector_dim=engine.bundle.vector_dim,
+        feature_dim=engine.bundle.feature_dim,
+        bundle_id="older-bundle",
+        space="old",
+        feature_source=feature_source(engine.bundle) if same_encoder else "older-encoder",
+    )
+    engine.store.replace_all(engine.store.table.to_arrow(), old)
+    return engine.store.count()

@@ -16,15 +16,13 @@ from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pytest
-from helpers import noise_image
+from helpers import make_old_bundle_table, noise_image
 from test_object_store import S3Server, bucket, s3  # noqa: F401  (fixtures)
 
 from pixsearch.db.environment import reload_environment
 from pixsearch.db.errors import ConcurrentWriteError, InvalidInputError, MissingExtraError
-from pixsearch.db.schema import photo_schema
 from pixsearch.db.store import PhotoStore
 from pixsearch.indexer.batch import STAGING_PREFIX, JobStatus, job_id, run_reindex
-from pixsearch.indexer.rows import feature_source
 from pixsearch.indexer.scan import PhotoEntry
 from pixsearch.indexer.sources import PhotoBytes, PhotoSource
 from pixsearch.search import ImageSearch
@@ -53,19 +51,6 @@ def _photos(folder: Path, count: int) -> Path:
     for i in range(count):
         noise_image(folder / f"p{i:03d}.png", i, size=(32, 24))
     return folder
-
-
-def _make_old_bundle_table(engine: ImageSearch, *, same_encoder: bool) -> int:
-    """Pretend the database was built by an older bundle; returns its row count."""
-    old = photo_schema(
-        vector_dim=engine.bundle.vector_dim,
-        feature_dim=engine.bundle.feature_dim,
-        bundle_id="older-bundle",
-        space="old",
-        feature_source=feature_source(engine.bundle) if same_encoder else "older-encoder",
-    )
-    engine.store.replace_all(engine.store.table.to_arrow(), old)
-    return engine.store.count()
 
 
 def test_local_engine_in_place_is_incremental(tmp_path: Path) -> None:
@@ -146,7 +131,7 @@ def test_the_plan_is_streamed_listing_chunk_by_chunk_never_whole(
     paths = store.scan(["path"]).column("path").to_pylist()
     assert len(paths) == 275 and not any("/04/" in p or p.endswith("p230.png") for p in paths)
     # a model upgrade (same image encoder): the rebuild's plan is streamed the same way
-    _make_old_bundle_table(engine, same_encoder=True)
+    make_old_bundle_table(engine, same_encoder=True)
     staging = PhotoStore(
         tmp_path / "db", table=STAGING_PREFIX + job_id(engine.bundle.id, bounded.uri)
     )
@@ -248,7 +233,7 @@ def test_upgrade_is_invisible_until_complete_and_resumes(tmp_path: Path) -> None
     photos = _photos(tmp_path / "photos", 30)
     engine = ImageSearch(tmp_path / "db")
     engine.index(photos)
-    old_rows = _make_old_bundle_table(engine, same_encoder=False)
+    old_rows = make_old_bundle_table(engine, same_encoder=False)
     reader = PhotoStore(tmp_path / "db")  # a search process beside the job
     version = reader.version()
 
@@ -294,7 +279,7 @@ def test_rebuild_resumed_after_a_staged_photo_changed_stages_each_photo_once(
     photos = _photos(tmp_path / "photos", 20)
     engine = ImageSearch(tmp_path / "db")
     engine.index(photos)
-    _make_old_bundle_table(engine, same_encoder=False)
+    make_old_bundle_table(engine, same_encoder=False)
     with pytest.raises(SimulatedCrash):
         run_reindex(
             engine.store,
@@ -323,7 +308,7 @@ def test_a_rebuild_never_discards_rows_committed_after_it_planned(tmp_path: Path
     photos = _photos(tmp_path / "photos", 8)
     engine = ImageSearch(tmp_path / "db")
     engine.index(photos)
-    _make_old_bundle_table(engine, same_encoder=False)
+    make_old_bundle_table(engine, same_encoder=False)
     other = PhotoStore(tmp_path / "db")  # another process's store, writing without the job's lock
     intruded: list[int] = []
 
@@ -348,7 +333,7 @@ def test_upgrade_with_the_same_encoder_reprojects_without_decoding(tmp_path: Pat
     photos = _photos(tmp_path / "photos", 6)
     engine = ImageSearch(tmp_path / "db")
     engine.index(photos)
-    _make_old_bundle_table(engine, same_encoder=True)
+    make_old_bundle_table(engine, same_encoder=True)
     for photo in photos.iterdir():
         photo.unlink()  # decoding is impossible now
     report = engine.reindex()
@@ -873,7 +858,7 @@ def test_ray_rebuild_of_an_s3_table_swaps_in_fragments_copied_by_the_workers(
     s3.put_photos(f"{bucket}/photos", 20)
     engine = ImageSearch(f"{bucket}/db", storage_options=s3.options)
     assert engine.reindex(f"{bucket}/photos").added == 20
-    _make_old_bundle_table(engine, same_encoder=False)
+    make_old_bundle_table(engine, same_encoder=False)
     report = run_reindex(
         engine.store, engine.bundle, f"{bucket}/photos", engine="ray", shard_size=8, write_batch=8
     )

@@ -477,29 +477,21 @@ def test_demo_runs_offline(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_demo_upgrades_its_own_database_made_with_an_older_bundle(tmp_path: Path, monkeypatch):
-    from pixsearch.db.schema import photo_schema
+    from helpers import make_old_bundle_table
+
     from pixsearch.search import ImageSearch
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     assert runner.invoke(app, ["demo"]).exit_code == 0
     db = tmp_path / "pixsearch" / "demo" / "db"
-    engine = ImageSearch(db)
-    older = photo_schema(
-        vector_dim=engine.bundle.vector_dim,
-        feature_dim=1280,
-        bundle_id="older-bundle",
-        space="old",
-        feature_source="x",
-    )
-    engine.store.replace_all(engine.store.table.to_arrow(), older)  # as an older release left it
+    make_old_bundle_table(ImageSearch(db))
     result = runner.invoke(app, ["demo"])
     assert result.exit_code == 0, result.output
     assert "re-encoding it" in result.output and "chelsea.png" in result.output
     assert ImageSearch(db).search("a cat", k=1, policy="none").results
     elsewhere = tmp_path / "mine"
     shutil.copytree(db, elsewhere)
-    engine = ImageSearch(elsewhere)
-    engine.store.replace_all(engine.store.table.to_arrow(), older)
+    make_old_bundle_table(ImageSearch(elsewhere))
     mine = runner.invoke(app, ["demo", "--db", str(elsewhere)])  # a named database: not touched
     assert mine.exit_code == 4 and "pixsearch reindex" in mine.output
 

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import copy_demo_photos, noise_image, unflagged_photo
+from helpers import copy_demo_photos, make_old_bundle_table, noise_image, unflagged_photo
 from PIL import Image
 
 from pixsearch.db.errors import (
@@ -163,15 +163,7 @@ def test_bundle_mismatch_names_reindex_and_reindex_fixes_it(tmp_path: Path) -> N
     noise_image(photos / "a.png", 1)
     engine = ImageSearch(tmp_path / "db")
     engine.index(photos)
-    table = engine.store.table
-    other = photo_schema(
-        vector_dim=engine.bundle.vector_dim,
-        feature_dim=1280,
-        bundle_id="older-bundle",
-        space="old",
-        feature_source="x",
-    )
-    engine.store.replace_all(table.to_arrow(), other)
+    make_old_bundle_table(engine)
     fresh = ImageSearch(tmp_path / "db")
     with pytest.raises(BundleMismatchError, match="pixsearch reindex"):
         fresh.search("noise")
