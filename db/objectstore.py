@@ -20,6 +20,27 @@ _OPTION_KEYS = {
 """pyarrow ``S3FileSystem`` argument -> the ``storage_options`` keys LanceDB accepts for it."""
 
 
+def _s3_settings(storage_options: dict[str, str] | None) -> tuple[dict[str, Any], str, bool]:
+    """What LanceDB-style ``storage_options`` say, for any S3 client: the values they set by
+    ``S3FileSystem`` argument (credentials, region; not the endpoint), the endpoint (else
+    ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``; "" when none), and ``allow_http``.
+
+    >>> values, _, allow_http = _s3_settings({"AWS_REGION": "eu-west-1", "allow_http": "true"})
+    >>> values, allow_http
+    ({'region': 'eu-west-1'}, True)
+    """
+    options = {k.lower(): v for k, v in (storage_options or {}).items()}
+    values: dict[str, Any] = {}
+    for argument, keys in _OPTION_KEYS.items():
+        value = next((options[k] for k in keys if options.get(k)), None)
+        if value is not None:
+            values[argument] = value
+    endpoint = values.pop("endpoint_override", None) or os.environ.get("AWS_ENDPOINT_URL_S3")
+    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL", "")
+    allow_http = str(options.get("allow_http", options.get("aws_allow_http", ""))).lower()
+    return values, endpoint, allow_http == "true"
+
+
 def s3_filesystem(storage_options: dict[str, str] | None = None) -> Any:
     """A ``pyarrow.fs.S3FileSystem`` from LanceDB-style ``storage_options``, else the env.
 
@@ -33,16 +54,9 @@ def s3_filesystem(storage_options: dict[str, str] | None = None) -> Any:
     """
     import pyarrow.fs as pafs
 
-    options = {k.lower(): v for k, v in (storage_options or {}).items()}
-    kwargs: dict[str, Any] = {}
-    for argument, keys in _OPTION_KEYS.items():
-        value = next((options[k] for k in keys if options.get(k)), None)
-        if value is not None:
-            kwargs[argument] = value
-    endpoint = kwargs.get("endpoint_override") or os.environ.get("AWS_ENDPOINT_URL_S3") or ""
-    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL", "")
-    allow_http = str(options.get("allow_http", options.get("aws_allow_http", ""))).lower()
-    if endpoint.startswith("http://") or allow_http == "true":
+    kwargs: dict[str, Any]
+    kwargs, endpoint, allow_http = _s3_settings(storage_options)
+    if endpoint.startswith("http://") or allow_http:
         kwargs["scheme"] = "http"
     if endpoint:
         kwargs["endpoint_override"] = endpoint.split("://", 1)[-1]
@@ -69,24 +83,17 @@ def s3_client(storage_options: dict[str, str] | None = None) -> Any:
     (``pip install "pixsearch[s3]"``)."""
     import boto3
 
-    options = {k.lower(): v for k, v in (storage_options or {}).items()}
-
-    def option(argument: str) -> str | None:
-        return next((options[k] for k in _OPTION_KEYS[argument] if options.get(k)), None)
-
-    endpoint = option("endpoint_override") or os.environ.get("AWS_ENDPOINT_URL_S3") or ""
-    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL", "")
-    allow_http = str(options.get("allow_http", options.get("aws_allow_http", ""))).lower()
+    values, endpoint, allow_http = _s3_settings(storage_options)
     if endpoint and "://" not in endpoint:
-        endpoint = ("http://" if allow_http == "true" else "https://") + endpoint
+        endpoint = ("http://" if allow_http else "https://") + endpoint
     region = (
-        option("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        values.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     )
     return boto3.client(
         "s3",
         endpoint_url=endpoint or None,
         region_name=region or None,
-        aws_access_key_id=option("access_key"),
-        aws_secret_access_key=option("secret_key"),
-        aws_session_token=option("session_token"),
+        aws_access_key_id=values.get("access_key"),
+        aws_secret_access_key=values.get("secret_key"),
+        aws_session_token=values.get("session_token"),
     )
