@@ -263,10 +263,10 @@ def _sorted_entries(
                     where = spill.enter_context(tempfile.TemporaryDirectory(prefix="pixsearch-"))
                 runs.append(_spill(run, where, len(runs)))
                 run, names = [], None
-    run.sort()
     if not runs:
+        run.sort()
         return iter(run), names
-    runs.append(_spill(run, where, len(runs)))
+    runs.append(_spill(run, where, len(runs)))  # sorts it
     return heapq.merge(*(_read_run(path) for path in runs)), None
 
 
